@@ -1,0 +1,88 @@
+// bindings.cpp — the only pybind11 file: exposes the CPU (and, when built, CUDA) launchers to
+// detnoise._core. Buffers arrive as integer addresses, so the extension never links libtorch.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/fill_cpu.h"
+#include "detnoise/philox.h"
+#ifdef DETNOISE_WITH_CUDA
+#include "cuda/fill_cuda.h"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+detnoise::FillRequest make_request(int kind, int dtype, uintptr_t out, uint64_t count,
+                                   uint64_t first_element, uint64_t seed, uint64_t stream,
+                                   uint64_t offset) {
+  if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0 (bits), 1 (uniform) or 2 (normal)");
+  if (dtype < 0 || dtype > 4) throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
+  if (count > 0 && out == 0) throw std::invalid_argument("output address is null");
+  if (first_element + count < first_element) throw std::overflow_error("element range passes 2^64");
+  return {static_cast<detnoise::Kind>(kind), static_cast<detnoise::DType>(dtype),
+          reinterpret_cast<void*>(out), count, first_element, seed, stream, offset};
+}
+
+void fill_cpu(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t first_element,
+              uint64_t seed, uint64_t stream, uint64_t offset, int num_threads) {
+  const auto request = make_request(kind, dtype, out, count, first_element, seed, stream, offset);
+  bool supported;
+  {
+    py::gil_scoped_release release;
+    supported = detnoise::fill_cpu(request, num_threads);
+  }
+  if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
+}
+
+py::tuple philox4x32_10(py::tuple counter, py::tuple key) {
+  if (counter.size() != 4 || key.size() != 2)
+    throw std::invalid_argument("philox4x32_10 takes a 4-word counter and a 2-word key");
+  detnoise::Words4 ctr{};
+  for (int i = 0; i < 4; ++i) ctr.w[i] = counter[i].cast<uint32_t>();
+  const auto out = detnoise::philox4x32_10(ctr, key[0].cast<uint32_t>(), key[1].cast<uint32_t>());
+  return py::make_tuple(out.w[0], out.w[1], out.w[2], out.w[3]);
+}
+
+#ifdef DETNOISE_WITH_CUDA
+void fill_cuda(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t first_element,
+               uint64_t seed, uint64_t stream, uint64_t offset, int device, uintptr_t cuda_stream) {
+  const auto request = make_request(kind, dtype, out, count, first_element, seed, stream, offset);
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    error = detnoise::fill_cuda(request, device, cuda_stream);
+  }
+  if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
+}
+
+py::tuple cuda_device_count() {
+  std::string error;
+  const int count = detnoise::cuda_device_count(&error);
+  return py::make_tuple(count, error);
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "detnoise native kernels (Philox4x32-10 stream v1); see docs/SPEC.md";
+  m.def("philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
+        "One Philox4x32-10 block: 4 counter words and 2 key words -> 4 output words.");
+  m.def("fill_cpu", &fill_cpu, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),
+        py::arg("first_element"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
+        py::arg("num_threads"));
+#ifdef DETNOISE_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+  m.def("fill_cuda", &fill_cuda, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),
+        py::arg("first_element"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
+        py::arg("device"), py::arg("cuda_stream"));
+  m.def("cuda_device_count", &cuda_device_count,
+        "(number of visible CUDA devices, error text when that number is 0 for a reason)");
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+}

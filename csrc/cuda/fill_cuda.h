@@ -1,0 +1,18 @@
+// fill_cuda.h — CUDA launcher for a FillRequest (host-callable, no torch types).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "detnoise/fill.h"
+
+namespace detnoise {
+
+// Enqueues the draw on `stream_handle` (a cudaStream_t as an integer, 0 = legacy default stream)
+// of `device`; request.out must be device memory there. Returns "" or the CUDA error text.
+std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_handle);
+
+// Number of visible CUDA devices; 0 with *error set when the driver or a device is missing.
+int cuda_device_count(std::string* error);
+
+}  // namespace detnoise

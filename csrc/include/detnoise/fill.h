@@ -1,0 +1,42 @@
+// fill.h — the draw request shared by the CPU and CUDA launchers (plain data, no torch types).
+#pragma once
+
+#include <cstdint>
+
+#include "detnoise/philox.h"
+#include "detnoise/transforms.h"
+
+namespace detnoise {
+
+// Elements [first_element, first_element + count) of the draw that starts at block `offset` of
+// (seed, stream), written contiguously to `out`. A whole draw has first_element = 0.
+struct FillRequest {
+  Kind kind;
+  DType dtype;
+  void* out;
+  uint64_t count;
+  uint64_t first_element;
+  uint64_t seed;
+  uint64_t stream;
+  uint64_t offset;
+};
+
+// Writes the values of element range [begin, end) of a draw to out[begin - request.first_element ...];
+// one Philox block per kPerBlock elements, partial blocks at either end included.
+template <typename Transform>
+DETNOISE_HD void fill_block_range(const FillRequest& request, uint64_t begin, uint64_t end) {
+  using Storage = typename Transform::Storage;
+  constexpr uint64_t kPerBlock = Transform::kPerBlock;
+  Storage* out = static_cast<Storage*>(request.out);
+  uint64_t element = begin;
+  while (element < end) {
+    const uint64_t block = element / kPerBlock;
+    Storage values[kPerBlock];
+    Transform::block(philox_block(request.seed, request.stream, request.offset + block), values);
+    for (uint64_t slot = element % kPerBlock; slot < kPerBlock && element < end; ++slot, ++element) {
+      out[element - request.first_element] = values[slot];
+    }
+  }
+}
+
+}  // namespace detnoise

@@ -1,0 +1,110 @@
+"""Bridge to the compiled kernels (``detnoise._core``): dtype codes, thread count, launches.
+
+The extension takes raw addresses and element counts, so this module is the only place that turns
+torch tensors into those arguments. See docs/SPEC.md for what the kernels compute.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    from detnoise import _core
+except ImportError as error:  # pragma: no cover - only without a build
+    raise ImportError(
+        "detnoise's compiled extension (detnoise._core) is missing; install the package with "
+        "`pip install .` from a source checkout rather than importing src/ directly"
+    ) from error
+
+# Kind codes shared with csrc/include/detnoise/transforms.h (enum class Kind).
+KIND_BITS = 0
+KIND_UNIFORM = 1
+KIND_NORMAL = 2
+
+# DType codes shared with csrc/include/detnoise/transforms.h (enum class DType).
+_DTYPE_CODES = {
+    torch.uint32: 0,
+    torch.float32: 1,
+    torch.float64: 2,
+    torch.float16: 3,
+    torch.bfloat16: 4,
+}
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+_num_threads: int | None = None
+
+
+def built_with_cuda() -> bool:
+    """Whether this build of detnoise contains the CUDA kernels."""
+    return bool(_core.built_with_cuda)
+
+
+def build_info() -> dict[str, object]:
+    """What was compiled and what can run here: ``{"cpu": True, "cuda_built": ..., ...}``."""
+    info: dict[str, object] = {"cpu": True, "cuda_built": built_with_cuda(), "cuda_devices": 0}
+    if built_with_cuda():
+        count, error = _core.cuda_device_count()
+        info["cuda_devices"] = count
+        if error:
+            info["cuda_error"] = error
+    return info
+
+
+def set_num_threads(num_threads: int | None) -> None:
+    """Sets the CPU kernel's thread count; ``None`` follows ``torch.get_num_threads()``.
+
+    The values drawn never depend on this setting, only the speed does.
+    """
+    global _num_threads
+    if num_threads is not None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+            raise TypeError(f"num_threads must be an int or None, got {type(num_threads).__name__}")
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    _num_threads = num_threads
+
+
+def get_num_threads() -> int:
+    """The CPU kernel's thread count in effect now."""
+    return _num_threads if _num_threads is not None else torch.get_num_threads()
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    return _DTYPE_CODES[dtype]
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None if CUDA draws can run, else a sentence naming the fix."""
+    if not built_with_cuda():
+        return (
+            "this detnoise build has no CUDA kernels (nvcc was not found when it was built); "
+            "reinstall from source on a machine with the CUDA toolkit: "
+            "`pip install --no-build-isolation --force-reinstall .` with nvcc on PATH, "
+            "or add `-C cmake.define.DETNOISE_CUDA=ON` to make a missing nvcc an error"
+        )
+    return None
+
+
+def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, first_element: int = 0) -> None:
+    """Fills the contiguous tensor ``out`` with elements ``first_element ...`` of a draw."""
+    count = out.numel()
+    if count == 0:
+        return
+    code = _DTYPE_CODES[out.dtype]
+    if out.device.type == "cpu":
+        _core.fill_cpu(kind, code, out.data_ptr(), count, first_element, seed, stream, offset, get_num_threads())
+    elif out.device.type == "cuda":
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"detnoise: cannot draw on {out.device}: {reason}")
+        index = out.device.index if out.device.index is not None else torch.cuda.current_device()
+        cuda_stream = torch.cuda.current_stream(index).cuda_stream
+        _core.fill_cuda(kind, code, out.data_ptr(), count, first_element, seed, stream, offset, index, cuda_stream)
+    else:
+        raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{out.device}'")
+
+
+def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:
+    """One Philox4x32-10 block computed by the compiled core (for known-answer tests)."""
+    return tuple(_core.philox4x32_10(tuple(counter), tuple(key)))  # type: ignore[return-value]
