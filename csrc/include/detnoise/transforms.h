@@ -146,8 +146,8 @@ DETNOISE_HD float log_f32(float x) {
   const float s = f / (2.0f + f);
   const float z = s * s;
   const float w = z * z;
-  const float t1 = z * (kLg2 + w * kLg4);
-  const float t2 = w * (kLg1 + w * kLg3);
+  const float t1 = w * (kLg2 + w * kLg4);
+  const float t2 = z * (kLg1 + w * kLg3);
   const float r = t2 + t1;
   const float hfsq = (0.5f * f) * f;
   const float dk = static_cast<float>(k);
