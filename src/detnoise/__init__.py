@@ -22,6 +22,7 @@ from detnoise.functional import (
     uniform,
     uniform_,
 )
+from detnoise.fingerprint import fingerprint
 from detnoise.generator import Generator, default_generator, initial_seed, manual_seed
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "build_info",
     "built_with_cuda",
     "default_generator",
+    "fingerprint",
     "get_num_threads",
     "initial_seed",
     "manual_seed",

@@ -1,0 +1,80 @@
+"""CPU == CUDA bit for bit (skipped without a CUDA device and a CUDA build)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import detnoise
+from detnoise import _native
+
+from conftest import DTYPES, assert_bits_equal, requires_cuda
+
+pytestmark = [pytest.mark.cuda, requires_cuda]
+
+DRAWS = [(kind, name) for kind in ("normal", "uniform") for name in DTYPES] + [("bits", "uint32")]
+
+
+def draw(kind: str, dtype_name: str, n: int, device: str, **where) -> torch.Tensor:
+    if kind == "bits":
+        return detnoise.bits(n, device=device, **where)
+    function = detnoise.normal if kind == "normal" else detnoise.uniform
+    return function(n, dtype=DTYPES[dtype_name], device=device, **where)
+
+
+@pytest.mark.parametrize(("kind", "dtype_name"), DRAWS)
+@pytest.mark.parametrize("n", [1, 3, 5, 1023, 4097, 10**6 + 3, 3 * 2**20 + 1])
+@pytest.mark.parametrize("offset", [0, 2**32 - 2, 2**32 - 1, 2**32, 2**63 + 7])
+def test_cpu_equals_cuda(kind: str, dtype_name: str, n: int, offset: int) -> None:
+    where = {"seed": 2**64 - 3, "stream": 5, "offset": offset}
+    assert_bits_equal(draw(kind, dtype_name, n, "cuda", **where), draw(kind, dtype_name, n, "cpu", **where))
+
+
+@pytest.mark.parametrize("dtype_name", list(DTYPES))
+def test_generator_draws_on_cuda_match_cpu(dtype_name: str) -> None:
+    dtype = DTYPES[dtype_name]
+    g_cpu = detnoise.Generator("cpu", seed=11)
+    g_cuda = detnoise.Generator("cuda", seed=11)
+    for shape in ((1, 4, 128, 128), (3, 5, 7), (1,)):
+        a = detnoise.randn(shape, generator=g_cuda, device="cuda", dtype=dtype)
+        b = detnoise.randn(shape, generator=g_cpu, dtype=dtype)
+        assert a.device.type == "cuda"
+        assert_bits_equal(a, b)
+    assert g_cpu.offset == g_cuda.offset
+
+
+def test_non_contiguous_cuda_fill() -> None:
+    x = torch.empty(64, 32, device="cuda").t()
+    detnoise.normal_(x, generator=detnoise.Generator(seed=3))
+    assert_bits_equal(x.contiguous(), detnoise.randn(32, 64, generator=detnoise.Generator(seed=3)))
+
+
+def test_runs_on_the_current_stream() -> None:
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        x = detnoise.randn(1 << 20, generator=detnoise.Generator(seed=8), device="cuda")
+    stream.synchronize()
+    assert_bits_equal(x, detnoise.randn(1 << 20, generator=detnoise.Generator(seed=8)))
+
+
+def test_more_than_2_32_elements() -> None:
+    """A float16 tensor of 2^32 + 9 elements: its tail equals the CPU kernel at those indices."""
+    n = 2**32 + 9
+    free, _ = torch.cuda.mem_get_info()
+    if free < 2 * n + (1 << 30):
+        pytest.skip(f"needs {2 * n / 2**30:.1f} GiB of free GPU memory")
+    x = detnoise.normal(n, seed=77, offset=2**32 - 5, dtype=torch.float16, device="cuda")
+    for first in (0, 2**32 - 4, n - 1000):
+        cpu = torch.empty(1000 if first + 1000 <= n else n - first, dtype=torch.float16)
+        _native.launch(_native.KIND_NORMAL, cpu, 77, 0, 2**32 - 5, first_element=first)
+        assert_bits_equal(x[first : first + cpu.numel()], cpu, f"elements from {first}")
+    del x
+    torch.cuda.empty_cache()
+
+
+def test_second_device_if_present() -> None:
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one CUDA device")
+    x = detnoise.normal(4097, seed=1, device="cuda:1")
+    assert x.device == torch.device("cuda:1")
+    assert_bits_equal(x, detnoise.normal(4097, seed=1))
