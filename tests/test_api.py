@@ -179,3 +179,15 @@ def test_cuda_request_without_cuda_raises_clearly() -> None:
 def test_functional_core_bad_arguments(call, error) -> None:
     with pytest.raises(error):
         call()
+
+
+def test_cpu_only_build_names_the_fix(monkeypatch) -> None:
+    """What a build without CUDA kernels says when asked for a CUDA draw."""
+    from detnoise import _core
+
+    monkeypatch.setattr(_core, "built_with_cuda", False)
+    g = gen(5)
+    with pytest.raises(RuntimeError, match="no CUDA kernels.*nvcc"):
+        detnoise.randn(3, generator=g, device="cuda")
+    assert g.offset == 0
+    assert detnoise.build_info()["cuda_built"] is False

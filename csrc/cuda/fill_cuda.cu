@@ -15,18 +15,30 @@ constexpr int kThreadsPerBlock = 256;
 
 template <typename Transform>
 __global__ void fill_kernel(FillRequest request) {
+  using Storage = typename Transform::Storage;
   constexpr uint64_t kPerBlock = Transform::kPerBlock;
   const uint64_t begin = request.first_element;
   const uint64_t end = begin + request.count;
   const uint64_t first_block = begin / kPerBlock;
   const uint64_t num_blocks = (end + kPerBlock - 1) / kPerBlock - first_block;
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  Storage* out = static_cast<Storage*>(request.out);
   for (uint64_t index = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
        index < num_blocks; index += stride) {
     const uint64_t block = first_block + index;
-    const uint64_t lo = block * kPerBlock < begin ? begin : block * kPerBlock;
-    const uint64_t hi = (block + 1) * kPerBlock > end ? end : (block + 1) * kPerBlock;
-    fill_block_range<Transform>(request, lo, hi);
+    const uint64_t block_begin = block * kPerBlock;
+    if (block_begin >= begin && block_begin + kPerBlock <= end) {
+      // Whole block: values stay in registers (constant indices) and go out in one pass.
+      Storage values[kPerBlock];
+      Transform::block(philox_block(request.seed, request.stream, request.offset + block), values);
+      Storage* target = out + (block_begin - begin);
+#pragma unroll
+      for (uint64_t slot = 0; slot < kPerBlock; ++slot) target[slot] = values[slot];
+    } else {
+      // A partial block at either end of the range.
+      fill_block_range<Transform>(request, block_begin < begin ? begin : block_begin,
+                                  block_begin + kPerBlock > end ? end : block_begin + kPerBlock);
+    }
   }
 }
 

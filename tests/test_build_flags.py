@@ -1,0 +1,71 @@
+"""Static checks of what the compilers emit: no fused multiply-add, IEEE division and square root.
+
+Bit-identity between the CPU, CUDA and the reference rests on each float operation being rounded
+once, as written (SPEC §8). These tests read the CUDA kernel's PTX, so they need nvcc, not a GPU.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+nvcc = shutil.which("nvcc")
+
+
+def exact_cuda_flags() -> list[str]:
+    """The flag list CMakeLists.txt gives nvcc (one definition, read rather than restated)."""
+    match = re.search(r"set\(detnoise_exact_cuda_flags ([^)]*)\)", (ROOT / "CMakeLists.txt").read_text())
+    assert match, "CMakeLists.txt no longer defines detnoise_exact_cuda_flags"
+    return match.group(1).split()
+
+
+@pytest.fixture(scope="module")
+def kernel_ptx(tmp_path_factory) -> str:
+    if nvcc is None:
+        pytest.skip("no nvcc on PATH")
+    out = tmp_path_factory.mktemp("ptx") / "fill_cuda.ptx"
+    command = [
+        nvcc, "--ptx", "-arch=compute_90", "-std=c++17", "-O3", *exact_cuda_flags(), f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", str(ROOT / "csrc" / "cuda" / "fill_cuda.cu"),
+        "-o", str(out),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    return out.read_text()
+
+
+def test_kernels_were_emitted(kernel_ptx: str) -> None:
+    assert len(re.findall(r"\.entry\s", kernel_ptx)) == 9  # bits + 4 uniform + 4 normal
+
+
+def test_no_fused_multiply_add_in_float_code(kernel_ptx: str) -> None:
+    fused = re.findall(r"\b(?:fma|mad)\.(?:rn\.|rz\.|rm\.|rp\.)?(?:ftz\.)?f(?:32|64)\b", kernel_ptx)
+    assert fused == [], f"{len(fused)} fused float operations, e.g. {fused[:3]}"
+
+
+def test_division_and_sqrt_are_ieee(kernel_ptx: str) -> None:
+    assert re.search(r"\bdiv\.rn\.f32\b", kernel_ptx)
+    assert re.search(r"\bdiv\.rn\.f64\b", kernel_ptx)
+    assert re.search(r"\bsqrt\.rn\.f32\b", kernel_ptx)
+    assert re.search(r"\bsqrt\.rn\.f64\b", kernel_ptx)
+    assert not re.search(r"\b(?:div|sqrt)\.(?:approx|full)\.", kernel_ptx)
+    assert not re.search(r"\.ftz\.f32\b", kernel_ptx)
+
+
+def test_int_to_float_conversions_round_to_nearest(kernel_ptx: str) -> None:
+    conversions = re.findall(r"\bcvt\.(r\w+)\.f(?:32|64)\.[su](?:32|64)\b", kernel_ptx)
+    assert conversions and set(conversions) == {"rn"}
+
+
+def test_the_check_can_fail(tmp_path) -> None:
+    """Without --fmad=false nvcc does contract: the pattern above would catch it."""
+    if nvcc is None:
+        pytest.skip("no nvcc on PATH")
+    source = tmp_path / "contract.cu"
+    source.write_text("__global__ void k(float* x) { x[0] = x[1] * x[2] + x[3]; }\n")
+    out = tmp_path / "contract.ptx"
+    subprocess.run([nvcc, "--ptx", "-arch=compute_90", str(source), "-o", str(out)], check=True, capture_output=True, timeout=120)
+    assert re.search(r"\bfma\.rn\.f32\b", out.read_text())
