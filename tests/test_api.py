@@ -145,6 +145,17 @@ BAD_CALLS = [
     ("bits with a float out", lambda g: detnoise.random_bits(3, generator=g, out=torch.empty(3)), TypeError),
     ("like of a non-tensor", lambda g: detnoise.randn_like([1.0], generator=g), TypeError),
     ("like with integer dtype", lambda g: detnoise.rand_like(torch.empty(2), generator=g, dtype=torch.int8), TypeError),
+    ("2**63 elements", lambda g: detnoise.rand(2**63, generator=g), ValueError),
+    ("device that does not exist", lambda g: detnoise.randn(3, generator=g, device="cuda:7"), RuntimeError),
+    ("bits of negative size", lambda g: detnoise.random_bits(-4, generator=g), ValueError),
+    ("bits on a meta device", lambda g: detnoise.random_bits(4, generator=g, device="meta"), RuntimeError),
+    ("like on a missing device", lambda g: detnoise.randn_like(torch.empty(2), generator=g, device="cuda:7"), RuntimeError),
+    ("fill of a non-tensor", lambda g: detnoise.uniform_([0.0], generator=g), TypeError),
+    ("string mean", lambda g: detnoise.normal_(torch.empty(3), "0", 1.0, generator=g), TypeError),
+    ("torch generator to a fill", lambda g: detnoise.normal_(torch.empty(3), generator=torch.Generator()), TypeError),
+    ("fold_in out of range", lambda g: g.fold_in(2**64), ValueError),
+    ("spawn of a float", lambda g: g.spawn(1.5), TypeError),
+    ("offset set to a float", lambda g: setattr(g, "offset", 3.0), TypeError),
 ]
 
 

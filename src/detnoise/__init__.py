@@ -22,6 +22,7 @@ from detnoise.functional import (
     uniform,
     uniform_,
 )
+from detnoise.determinism import determinism_status, deterministic, enable_full_determinism
 from detnoise.fingerprint import fingerprint
 from detnoise.generator import Generator, default_generator, initial_seed, manual_seed
 
@@ -35,6 +36,9 @@ __all__ = [
     "build_info",
     "built_with_cuda",
     "default_generator",
+    "determinism_status",
+    "deterministic",
+    "enable_full_determinism",
     "fingerprint",
     "get_num_threads",
     "initial_seed",

@@ -112,6 +112,12 @@ def _command_default(args: argparse.Namespace) -> int:
     return status
 
 
+def _command_verify(args: argparse.Namespace) -> int:
+    from detnoise import verify
+
+    return verify.main(random_draws=args.draws, seed=args.check_seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detnoise", description="Deterministic noise, bit-identical on CPU and CUDA.")
     parser.add_argument("--seed", type=int, default=0, help="seed for the default check (default 0)")
@@ -132,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="compare CPU and CUDA draws (CPU only without a GPU)")
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(handler=_command_check)
+
+    verify = commands.add_parser("verify", help="self-check this install against the spec (seconds)")
+    verify.add_argument("--draws", type=int, default=36, help="random draws to compare with the reference")
+    verify.add_argument("--check-seed", type=int, default=None, help="fix the random draws (default: fresh)")
+    verify.set_defaults(handler=_command_verify)
 
     info = commands.add_parser("info", help="what was built and what can run here, as JSON")
     info.set_defaults(handler=_command_info)
