@@ -245,3 +245,10 @@ def test_repr_names_the_state() -> None:
 def test_numpy_and_torch_views_agree() -> None:
     bits = detnoise.random_bits(8, generator=detnoise.Generator(seed=0))
     assert bits.numpy().dtype == np.uint32
+
+
+def test_derived_generators_have_distinct_torch_base_states() -> None:
+    g = detnoise.Generator(seed=1)
+    a, b = g.fold_in(1), g.fold_in(2)
+    assert not torch.equal(torch.randn(4, generator=a), torch.randn(4, generator=b))
+    assert torch.equal(torch.randn(4, generator=g.fold_in(1)), torch.randn(4, generator=torch.Generator().manual_seed(a.stream)))

@@ -142,7 +142,9 @@ class Generator(torch.Generator):
     # ---- derived generators ----------------------------------------------------------------
 
     def _with_state(self, seed: int, stream: int, offset: int) -> Generator:
-        child = type(self)(self.device)
+        """A generator at (seed, stream, offset); its torch base state is seeded with the stream id,
+        so derived generators also differ from each other under torch's own samplers."""
+        child = type(self)(self.device, seed=stream)
         child._seed, child._stream, child._offset = seed, stream, offset
         return child
 

@@ -188,7 +188,7 @@ DETNOISE_HD double log_f64(double x) {
 
 // ---- sine and cosine of a whole turn fraction (SPEC §5.3) --------------------------------------
 // The angle 2*pi*v, v = x / 2^bits, is reduced exactly in integers to the nearest quarter turn q
-// and a remainder t in [-1, 1) eighth turns; sin(pi*t/4) and cos(pi*t/4) are Taylor polynomials in
+// and a remainder t in [-1, 1] eighth turns (float32 rounding can reach 1 exactly); sin(pi*t/4) and cos(pi*t/4) are Taylor polynomials in
 // t whose truncation error is far below one ulp on |t| <= 1. No argument reduction in floating point.
 
 namespace sincos_f32_coeff {
@@ -224,7 +224,7 @@ DETNOISE_HD void sincos_turn_f32(uint32_t x, float* sin_out, float* cos_out) {
   using namespace sincos_f32_coeff;
   const uint32_t nearest = (x + 0x20000000u) >> 30;  // nearest quarter turn (wraps mod 4)
   const int32_t remainder = static_cast<int32_t>(x - (nearest << 30));  // in [-2^29, 2^29)
-  const float t = static_cast<float>(remainder) * 0x1p-29f;  // rounds to nearest even above 2^24
+  const float t = static_cast<float>(remainder) * 0x1p-29f;  // RNE above 2^24: |t| <= 1
   const float t2 = t * t;
   const float sin_r = t * (kS0 + t2 * (kS1 + t2 * (kS2 + t2 * (kS3 + t2 * kS4))));
   const float cos_r = 1.0f + t2 * (kC1 + t2 * (kC2 + t2 * (kC3 + t2 * (kC4 + t2 * kC5))));
