@@ -1,10 +1,12 @@
 // bindings.cpp — the only pybind11 file: exposes the CPU (and, when built, CUDA) launchers to
 // detnoise._core. Buffers arrive as integer addresses, so the extension never links libtorch.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cpu/fill_cpu.h"
 #include "detnoise/philox.h"
@@ -38,6 +40,36 @@ void fill_cpu(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t first
   if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
 }
 
+std::vector<detnoise::RowDraw> row_draws(const std::vector<uint64_t>& seeds,
+                                         const std::vector<uint64_t>& streams,
+                                         const std::vector<uint64_t>& offsets) {
+  if (seeds.size() != streams.size() || seeds.size() != offsets.size())
+    throw std::invalid_argument("seeds, streams and offsets must have one entry per row");
+  std::vector<detnoise::RowDraw> draws(seeds.size());
+  for (size_t r = 0; r < seeds.size(); ++r) draws[r] = {seeds[r], streams[r], offsets[r]};
+  return draws;
+}
+
+void check_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements, size_t rows) {
+  if (rows != 0 && row_elements > UINT64_MAX / rows) throw std::overflow_error("batch too large");
+  make_request(kind, dtype, out, row_elements * rows, 0, 0, 0, 0);
+}
+
+void fill_cpu_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
+                   const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& streams,
+                   const std::vector<uint64_t>& offsets, int num_threads) {
+  const auto draws = row_draws(seeds, streams, offsets);
+  check_rows(kind, dtype, out, row_elements, draws.size());
+  bool supported;
+  {
+    py::gil_scoped_release release;
+    supported = detnoise::fill_cpu_rows(static_cast<detnoise::Kind>(kind), static_cast<detnoise::DType>(dtype),
+                                        reinterpret_cast<void*>(out), row_elements, draws.data(),
+                                        draws.size(), num_threads);
+  }
+  if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
+}
+
 py::tuple philox4x32_10(py::tuple counter, py::tuple key) {
   if (counter.size() != 4 || key.size() != 2)
     throw std::invalid_argument("philox4x32_10 takes a 4-word counter and a 2-word key");
@@ -59,6 +91,21 @@ void fill_cuda(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t firs
   if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
 }
 
+void fill_cuda_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
+                    const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& streams,
+                    const std::vector<uint64_t>& offsets, int device, uintptr_t cuda_stream) {
+  const auto draws = row_draws(seeds, streams, offsets);
+  check_rows(kind, dtype, out, row_elements, draws.size());
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    error = detnoise::fill_cuda_rows(static_cast<detnoise::Kind>(kind), static_cast<detnoise::DType>(dtype),
+                                     reinterpret_cast<void*>(out), row_elements, draws.data(), draws.size(),
+                                     device, cuda_stream);
+  }
+  if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
+}
+
 py::tuple cuda_device_count() {
   std::string error;
   const int count = detnoise::cuda_device_count(&error);
@@ -75,8 +122,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_cpu", &fill_cpu, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),
         py::arg("first_element"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         py::arg("num_threads"));
+  m.def("fill_cpu_rows", &fill_cpu_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),
+        py::arg("row_elements"), py::arg("seeds"), py::arg("streams"), py::arg("offsets"),
+        py::arg("num_threads"));
 #ifdef DETNOISE_WITH_CUDA
   m.attr("built_with_cuda") = true;
+  m.def("fill_cuda_rows", &fill_cuda_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),
+        py::arg("row_elements"), py::arg("seeds"), py::arg("streams"), py::arg("offsets"),
+        py::arg("device"), py::arg("cuda_stream"));
   m.def("fill_cuda", &fill_cuda, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),
         py::arg("first_element"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         py::arg("device"), py::arg("cuda_stream"));

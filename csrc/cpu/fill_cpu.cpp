@@ -53,7 +53,52 @@ struct ThreadedFill {
   }
 };
 
+template <typename Transform>
+void fill_rows_threaded(Kind kind, DType dtype, void* out, uint64_t row_elements,
+                        const RowDraw* draws, uint64_t rows, int num_threads) {
+  const uint64_t total = rows * row_elements;
+  const uint64_t useful = std::max<uint64_t>(1, total / kMinElementsPerThread);
+  const uint64_t workers = std::min<uint64_t>({static_cast<uint64_t>(std::max(num_threads, 1)), useful, rows});
+  auto rows_of = [&](uint64_t index) {
+    const uint64_t per_worker = (rows + workers - 1) / workers;
+    for (uint64_t row = index * per_worker; row < std::min(rows, (index + 1) * per_worker); ++row) {
+      const FillRequest request = row_request(kind, dtype, out, element_size(dtype), row_elements, row, draws[row]);
+      fill_block_range<Transform>(request, 0, row_elements);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (uint64_t index = 1; index < workers; ++index) {
+    try {
+      threads.emplace_back(rows_of, index);
+    } catch (...) {
+      rows_of(index);
+    }
+  }
+  rows_of(0);
+  for (auto& thread : threads) thread.join();
+}
+
+struct ThreadedRowsFill {
+  Kind kind;
+  DType dtype;
+  void* out;
+  uint64_t row_elements;
+  const RowDraw* draws;
+  uint64_t rows;
+  int num_threads;
+  template <typename Transform>
+  void run() const {
+    fill_rows_threaded<Transform>(kind, dtype, out, row_elements, draws, rows, num_threads);
+  }
+};
+
 }  // namespace
+
+bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, const RowDraw* draws,
+                   uint64_t rows, int num_threads) {
+  return dispatch_transform(kind, dtype,
+                            ThreadedRowsFill{kind, dtype, out, row_elements, draws, rows, num_threads});
+}
 
 bool fill_cpu(const FillRequest& request, int num_threads) {
   return dispatch_transform(request.kind, request.dtype, ThreadedFill{request, num_threads});

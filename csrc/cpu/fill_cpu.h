@@ -10,4 +10,8 @@ namespace detnoise {
 // counter.
 bool fill_cpu(const FillRequest& request, int num_threads);
 
+// A batch of `rows` rows of `row_elements` elements each, row r from draws[r]; threads split rows.
+bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, const RowDraw* draws,
+                   uint64_t rows, int num_threads);
+
 }  // namespace detnoise

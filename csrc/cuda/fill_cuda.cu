@@ -42,6 +42,45 @@ __global__ void fill_kernel(FillRequest request) {
   }
 }
 
+// Rows travel in the kernel's parameter block (under the 4 KiB limit): no device allocation, no copy.
+constexpr int kMaxRowsPerLaunch = 96;
+
+struct RowsParams {
+  Kind kind;
+  DType dtype;
+  void* out;
+  uint64_t row_elements;
+  uint32_t rows;
+  RowDraw draws[kMaxRowsPerLaunch];
+};
+
+template <typename Transform>
+__global__ void fill_rows_kernel(RowsParams params) {
+  using Storage = typename Transform::Storage;
+  constexpr uint64_t kPerBlock = Transform::kPerBlock;
+  const uint64_t blocks_per_row = (params.row_elements + kPerBlock - 1) / kPerBlock;
+  const uint64_t total_blocks = blocks_per_row * params.rows;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  for (uint64_t index = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       index < total_blocks; index += stride) {
+    const uint64_t row = index / blocks_per_row;
+    const uint64_t block = index - row * blocks_per_row;
+    const RowDraw& draw = params.draws[row];
+    const uint64_t first = block * kPerBlock;
+    Storage* out = static_cast<Storage*>(params.out) + row * params.row_elements + first;
+    if (first + kPerBlock <= params.row_elements) {
+      Storage values[kPerBlock];
+      Transform::block(philox_block(draw.seed, draw.stream, draw.offset + block), values);
+#pragma unroll
+      for (uint64_t slot = 0; slot < kPerBlock; ++slot) out[slot] = values[slot];
+    } else {
+      const FillRequest request = row_request(params.kind, params.dtype, params.out,
+                                              sizeof(Storage), params.row_elements, row, draw);
+      fill_block_range<Transform>(request, first, params.row_elements);
+    }
+  }
+}
+
 std::string cuda_message(cudaError_t status) {
   return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
 }
@@ -81,7 +120,48 @@ struct KernelLaunch {
   }
 };
 
+struct RowsLaunch {
+  const RowsParams& params;
+  int sm_count;
+  cudaStream_t stream;
+  template <typename Transform>
+  void run() const {
+    constexpr uint64_t kPerBlock = Transform::kPerBlock;
+    const uint64_t blocks = (params.row_elements + kPerBlock - 1) / kPerBlock * params.rows;
+    const uint64_t wanted = (blocks + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    const unsigned grid =
+        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
+    fill_rows_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(params);
+  }
+};
+
 }  // namespace
+
+std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_elements,
+                           const RowDraw* draws, uint64_t rows, int device, uintptr_t stream_handle) {
+  if (rows == 0 || row_elements == 0) return {};
+  DeviceGuard guard(device);
+  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
+  int sm_count = 0;
+  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
+  if (status != cudaSuccess) return cuda_message(status);
+  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
+  const size_t row_bytes = row_elements * element_size(dtype);
+  for (uint64_t first = 0; first < rows; first += kMaxRowsPerLaunch) {
+    RowsParams params{};
+    params.kind = kind;
+    params.dtype = dtype;
+    params.out = static_cast<unsigned char*>(out) + first * row_bytes;
+    params.row_elements = row_elements;
+    params.rows = static_cast<uint32_t>(std::min<uint64_t>(kMaxRowsPerLaunch, rows - first));
+    for (uint32_t r = 0; r < params.rows; ++r) params.draws[r] = draws[first + r];
+    if (!dispatch_transform(kind, dtype, RowsLaunch{params, sm_count, stream}))
+      return "unsupported (kind, dtype) pair";
+    status = cudaGetLastError();
+    if (status != cudaSuccess) return cuda_message(status);
+  }
+  return {};
+}
 
 std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_handle) {
   if (request.count == 0) return {};

@@ -12,6 +12,10 @@ namespace detnoise {
 // of `device`; request.out must be device memory there. Returns "" or the CUDA error text.
 std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_handle);
 
+// A batch of rows, row r from draws[r] (see fill_cpu_rows); one launch per kMaxRowsPerLaunch rows.
+std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_elements,
+                           const RowDraw* draws, uint64_t rows, int device, uintptr_t stream_handle);
+
 // Number of visible CUDA devices; 0 with *error set when the driver or a device is missing.
 int cuda_device_count(std::string* error);
 

@@ -22,6 +22,7 @@ from detnoise.functional import (
     uniform,
     uniform_,
 )
+from detnoise.diffusers_integration import patch_diffusers, patch_report, randn_tensor, unpatch_diffusers
 from detnoise.determinism import determinism_status, deterministic, enable_full_determinism
 from detnoise.fingerprint import fingerprint
 from detnoise.generator import Generator, default_generator, initial_seed, manual_seed
@@ -44,13 +45,17 @@ __all__ = [
     "initial_seed",
     "manual_seed",
     "normal",
+    "patch_diffusers",
+    "patch_report",
     "normal_",
     "rand",
     "rand_like",
     "randn",
+    "randn_tensor",
     "randn_like",
     "random_bits",
     "set_num_threads",
     "uniform",
     "uniform_",
+    "unpatch_diffusers",
 ]

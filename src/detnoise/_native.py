@@ -105,6 +105,28 @@ def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, fi
         raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{out.device}'")
 
 
+def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]]) -> None:
+    """Fills contiguous ``out`` (shape [len(draws), ...]); row r is the draw at (seed, stream, offset)
+    ``draws[r]``. One kernel launch on CUDA (per 96 rows), one native call on the CPU."""
+    rows = len(draws)
+    if out.numel() == 0 or rows == 0:
+        return
+    row_elements = out.numel() // rows
+    seeds, streams, offsets = (list(column) for column in zip(*draws))
+    code = _DTYPE_CODES[out.dtype]
+    if out.device.type == "cpu":
+        _core.fill_cpu_rows(kind, code, out.data_ptr(), row_elements, seeds, streams, offsets, get_num_threads())
+    elif out.device.type == "cuda":
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"detnoise: cannot draw on {out.device}: {reason}")
+        index = out.device.index if out.device.index is not None else torch.cuda.current_device()
+        cuda_stream = torch.cuda.current_stream(index).cuda_stream
+        _core.fill_cuda_rows(kind, code, out.data_ptr(), row_elements, seeds, streams, offsets, index, cuda_stream)
+    else:
+        raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{out.device}'")
+
+
 def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:
     """One Philox4x32-10 block computed by the compiled core (for known-answer tests)."""
     return tuple(_core.philox4x32_10(tuple(counter), tuple(key)))  # type: ignore[return-value]

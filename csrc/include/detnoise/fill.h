@@ -39,4 +39,29 @@ DETNOISE_HD void fill_block_range(const FillRequest& request, uint64_t begin, ui
   }
 }
 
+// Where one row of a batched draw comes from: row r of the output holds elements
+// [0, row_elements) of the draw at block `offset` of (seed, stream). Used for per-row generators
+// (diffusers' list of generators): one launch, each row bit-identical to a single-row draw.
+struct RowDraw {
+  uint64_t seed;
+  uint64_t stream;
+  uint64_t offset;
+};
+
+// The FillRequest of row `row` of a batched draw whose rows are `row_elements` long.
+DETNOISE_HD FillRequest row_request(Kind kind, DType dtype, void* out, size_t element_size,
+                                    uint64_t row_elements, uint64_t row, const RowDraw& draw) {
+  return FillRequest{kind, dtype, static_cast<unsigned char*>(out) + row * row_elements * element_size,
+                     row_elements, 0, draw.seed, draw.stream, draw.offset};
+}
+
+DETNOISE_HD size_t element_size(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat64: return 8;
+    case DType::kFloat16:
+    case DType::kBFloat16: return 2;
+    default: return 4;
+  }
+}
+
 }  // namespace detnoise
