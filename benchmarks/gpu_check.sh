@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 stamp() { echo "--- $1 ($(( $(date +%s) - started )) s)"; }
 
+if compgen -G "benchmarks/wheels/*.whl" >/dev/null; then
+  stamp "offline wheels (diffusers for the pipeline cases)"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/detnoise_site benchmarks/wheels/*.whl \
+    && export PYTHONPATH=/tmp/detnoise_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
 stamp "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
@@ -18,7 +24,8 @@ python3 -c "import detnoise, sys; print(detnoise.build_info()); sys.exit(0 if de
   echo "FAILED: detnoise was not built with CUDA"; exit 1; }
 
 stamp "CUDA tests"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_philox_kat.py 2>&1 | tail -n 25
+python3 -m pytest -q -p no:cacheprovider -W "ignore::DeprecationWarning" tests/test_cuda.py tests/test_philox_kat.py \
+  tests/test_randn_tensor.py tests/test_diffusers_pipelines.py 2>&1 | tail -n 25
 tests_status=${PIPESTATUS[0]}
 
 stamp "CPU vs CUDA table"
@@ -27,6 +34,9 @@ check_status=$?
 
 stamp "throughput"
 python3 benchmarks/cuda_throughput.py || true
+
+stamp "diffusers randn_tensor speed"
+python3 benchmarks/diffusers_speed.py cuda || echo "(diffusers missing: run benchmarks/fetch_wheels.sh here and carry benchmarks/wheels)"
 
 stamp "done: tests exit ${tests_status}, check exit ${check_status}"
 exit $(( tests_status != 0 || check_status != 0 ))

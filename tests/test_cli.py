@@ -67,3 +67,26 @@ def test_cuda_kernels_are_built_where_nvcc_is_present() -> None:
         pytest.skip("no nvcc on PATH")
     assert detnoise.built_with_cuda()
     assert detnoise.build_info()["cuda_built"] is True
+
+
+def test_demo_runs_offline_and_proves_batch_invariance(tmp_path, capsys) -> None:
+    pytest.importorskip("diffusers")
+    out = tmp_path / "grid.png"
+    assert cli.main(["demo", "--images", "2", "--steps", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("noise identical, image identical") == 2
+    assert "diffusers default" in text and out.stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(out) as grid:
+        assert grid.size[0] > grid.size[1]  # a row of images
+
+
+def test_patch_report_command(capsys) -> None:
+    pytest.importorskip("diffusers")
+    assert cli.main(["patch-report"]) == 0
+    text = capsys.readouterr().out
+    assert "patch active: yes" in text and "scheduling_amused" in text
+    import detnoise.diffusers_integration as integration
+
+    assert not integration.is_patched()

@@ -118,6 +118,38 @@ def _command_verify(args: argparse.Namespace) -> int:
     return verify.main(random_draws=args.draws, seed=args.check_seed)
 
 
+def _command_demo(args: argparse.Namespace) -> int:
+    from detnoise import demo
+
+    return demo.main(args)
+
+
+def _command_patch_report(args: argparse.Namespace) -> int:
+    import importlib
+    import pkgutil
+
+    try:
+        import diffusers
+    except ImportError:
+        print("detnoise patch-report needs diffusers: pip install 'detnoise[diffusers]'", file=sys.stderr)
+        return 2
+    packages = ["diffusers.schedulers", "diffusers.pipelines", "diffusers.models"] if args.all else ["diffusers.schedulers"]
+    for package_name in packages:
+        package = importlib.import_module(package_name)
+        for module in pkgutil.walk_packages(package.__path__, package_name + "."):
+            try:
+                importlib.import_module(module.name)
+            except Exception:  # noqa: BLE001 - optional dependencies of single pipelines
+                continue
+    patch = detnoise.patch_diffusers()
+    try:
+        print(f"diffusers {diffusers.__version__}; modules loaded from {', '.join(packages)}")
+        print("\n".join(detnoise.patch_report().lines()))
+    finally:
+        patch.unpatch()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detnoise", description="Deterministic noise, bit-identical on CPU and CUDA.")
     parser.add_argument("--seed", type=int, default=0, help="seed for the default check (default 0)")
@@ -143,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--draws", type=int, default=36, help="random draws to compare with the reference")
     verify.add_argument("--check-seed", type=int, default=None, help="fix the random draws (default: fresh)")
     verify.set_defaults(handler=_command_verify)
+
+    demo = commands.add_parser("demo", help="run a diffusers pipeline with detnoise noise (offline) and show the proofs")
+    demo.add_argument("--model", default=None, help="a local diffusers model directory (default: a small pipeline built offline)")
+    demo.add_argument("--prompt", default=None, help="prompt, for text-to-image models given with --model")
+    demo.add_argument("--images", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i")
+    demo.add_argument("--steps", type=int, default=25)
+    demo.add_argument("--device", default=None, help="default: cuda if usable, else cpu")
+    demo.add_argument("--out", default="detnoise_demo.png", help="PNG grid to write")
+    demo.set_defaults(handler=_command_demo)
+
+    report = commands.add_parser("patch-report", help="what patch_diffusers covers, and what still draws elsewhere")
+    report.add_argument("--all", action="store_true", help="load every diffusers pipeline and model module too (slow)")
+    report.set_defaults(handler=_command_patch_report)
 
     info = commands.add_parser("info", help="what was built and what can run here, as JSON")
     info.set_defaults(handler=_command_info)
