@@ -250,8 +250,10 @@ DETNOISE_HD void sincos_turn_f64(uint64_t y, double* sin_out, double* cos_out) {
 
 // u = RNE((x + 1/2) * 2^-32): never 0, and the radius resolves u down to 2^-33 (|z| <= 6.77).
 DETNOISE_HD float open_uniform_f32_from_bits(uint32_t x) {
-  const int64_t odd = 2 * static_cast<int64_t>(x) + 1;  // < 2^33, rounded once by the conversion
-  return static_cast<float>(odd) * 0x1p-33f;
+  // 2x + 1 < 2^33 is built exactly in float64 (via int32, which every SIMD unit converts), then
+  // rounded once to float32: the same value as converting the integer 2x + 1 directly.
+  const double x_exact = static_cast<double>(static_cast<int32_t>(x ^ 0x80000000u)) + 2147483648.0;
+  return static_cast<float>(x_exact * 2.0 + 1.0) * 0x1p-33f;
 }
 
 // u = ((word >> 12) + 1/2) * 2^-52, exact: never 0, never 1.
