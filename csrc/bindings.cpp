@@ -29,15 +29,32 @@ detnoise::FillRequest make_request(int kind, int dtype, uintptr_t out, uint64_t 
           reinterpret_cast<void*>(out), count, first_element, seed, stream, offset};
 }
 
+detnoise::CpuPath cpu_path(int path) {
+  const auto value = static_cast<detnoise::CpuPath>(path);
+  if (path < -1 || path > 2 || !detnoise::cpu_path_available(value))
+    throw std::invalid_argument("CPU path " + std::to_string(path) + " is not available on this machine");
+  return value;
+}
+
 void fill_cpu(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t first_element,
-              uint64_t seed, uint64_t stream, uint64_t offset, int num_threads) {
+              uint64_t seed, uint64_t stream, uint64_t offset, int num_threads, int path) {
   const auto request = make_request(kind, dtype, out, count, first_element, seed, stream, offset);
+  const auto chosen = cpu_path(path);
   bool supported;
   {
     py::gil_scoped_release release;
-    supported = detnoise::fill_cpu(request, num_threads);
+    supported = detnoise::fill_cpu(request, num_threads, chosen);
   }
   if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
+}
+
+py::list cpu_paths() {
+  py::list names;
+  const char* all[] = {"scalar", "baseline", "avx2"};
+  for (int path = 0; path < 3; ++path) {
+    if (detnoise::cpu_path_available(static_cast<detnoise::CpuPath>(path))) names.append(all[path]);
+  }
+  return names;
 }
 
 std::vector<detnoise::RowDraw> row_draws(const std::vector<uint64_t>& seeds,
@@ -57,15 +74,16 @@ void check_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements, size_
 
 void fill_cpu_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
                    const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& streams,
-                   const std::vector<uint64_t>& offsets, int num_threads) {
+                   const std::vector<uint64_t>& offsets, int num_threads, int path) {
   const auto draws = row_draws(seeds, streams, offsets);
   check_rows(kind, dtype, out, row_elements, draws.size());
+  const auto chosen = cpu_path(path);
   bool supported;
   {
     py::gil_scoped_release release;
     supported = detnoise::fill_cpu_rows(static_cast<detnoise::Kind>(kind), static_cast<detnoise::DType>(dtype),
                                         reinterpret_cast<void*>(out), row_elements, draws.data(),
-                                        draws.size(), num_threads);
+                                        draws.size(), num_threads, chosen);
   }
   if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
 }
@@ -121,10 +139,11 @@ PYBIND11_MODULE(_core, m) {
         "One Philox4x32-10 block: 4 counter words and 2 key words -> 4 output words.");
   m.def("fill_cpu", &fill_cpu, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),
         py::arg("first_element"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
-        py::arg("num_threads"));
+        py::arg("num_threads"), py::arg("path"));
   m.def("fill_cpu_rows", &fill_cpu_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),
         py::arg("row_elements"), py::arg("seeds"), py::arg("streams"), py::arg("offsets"),
-        py::arg("num_threads"));
+        py::arg("num_threads"), py::arg("path"));
+  m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
 #ifdef DETNOISE_WITH_CUDA
   m.attr("built_with_cuda") = true;
   m.def("fill_cuda_rows", &fill_cuda_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),

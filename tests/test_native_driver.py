@@ -24,8 +24,10 @@ from conftest import raw_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("DETNOISE_REQUIRE_TOOLCHAINS") == "1"
-SOURCES = [ROOT / "tests" / "native" / "digest_driver.cpp", ROOT / "csrc" / "cpu" / "fill_cpu.cpp"]
-EXACT = ["-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-pthread"]
+SOURCES = [ROOT / "tests" / "native" / "digest_driver.cpp", ROOT / "csrc" / "cpu" / "fill_cpu.cpp",
+           ROOT / "csrc" / "cpu" / "path_baseline.cpp"]
+AVX2_SOURCE = ROOT / "csrc" / "cpu" / "path_avx2.cpp"  # x86-64 targets only, with its own flags
+EXACT = ["-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-pthread"]
 INCLUDES = [f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'tests' / 'native'}"]
 
 # name: (compiler command, extra flags, runner prefix)
@@ -85,8 +87,16 @@ def _build(tmp_path: Path, name: str, extra: list[str] | None = None) -> list[st
             pytest.fail(f"{name}: {missing} not installed but DETNOISE_REQUIRE_TOOLCHAINS=1")
         pytest.skip(f"{name}: {missing} not installed")
     binary = tmp_path / f"driver-{name}"
-    command = [*compiler, *(extra if extra is not None else EXACT), *flags, *INCLUDES, *map(str, SOURCES), "-o", str(binary)]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    common = [*compiler, *(extra if extra is not None else EXACT), *flags, *INCLUDES]
+    objects = []
+    sources = [(source, []) for source in SOURCES]
+    if "aarch64" not in compiler[0]:
+        sources.append((AVX2_SOURCE, ["-mavx2", "-mno-fma"]))  # as CMakeLists.txt builds it
+    for source, source_flags in sources:
+        obj = tmp_path / f"{name}-{source.stem}.o"
+        subprocess.run([*common, *source_flags, "-c", str(source), "-o", str(obj)], check=True, capture_output=True, text=True, timeout=600)
+        objects.append(str(obj))
+    subprocess.run([*common, *objects, "-o", str(binary)], check=True, capture_output=True, text=True, timeout=600)
     return [*runner, str(binary)]
 
 

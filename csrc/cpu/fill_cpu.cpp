@@ -1,4 +1,5 @@
-// fill_cpu.cpp — splits a draw across std::threads by block-aligned element ranges.
+// fill_cpu.cpp — picks a CPU path (scalar, baseline-vectorised, AVX2) and splits a draw across
+// std::threads by block-aligned element ranges (or by rows for a batch).
 #include "fill_cpu.h"
 
 #include <algorithm>
@@ -11,97 +12,109 @@ namespace {
 // Below this many elements per thread, starting a thread costs more than it saves.
 constexpr uint64_t kMinElementsPerThread = 1u << 16;
 
-template <typename Transform>
-void fill_threaded(const FillRequest& request, int num_threads) {
-  constexpr uint64_t kPerBlock = Transform::kPerBlock;
-  const uint64_t begin = request.first_element;
-  const uint64_t end = begin + request.count;
-  const uint64_t useful = std::max<uint64_t>(1, request.count / kMinElementsPerThread);
-  const uint64_t workers = std::min<uint64_t>(std::max(num_threads, 1), useful);
-  if (workers <= 1) {
-    fill_block_range<Transform>(request, begin, end);
-    return;
-  }
-  // Chunk boundaries fall on block boundaries so no block is computed twice.
-  const uint64_t blocks = (end + kPerBlock - 1) / kPerBlock - begin / kPerBlock;
-  const uint64_t blocks_per_worker = (blocks + workers - 1) / workers;
-  std::vector<std::thread> threads;
-  threads.reserve(workers - 1);
-  auto chunk = [&](uint64_t index) {
-    const uint64_t first_block = begin / kPerBlock + index * blocks_per_worker;
-    const uint64_t chunk_begin = std::max(begin, first_block * kPerBlock);
-    const uint64_t chunk_end = std::min(end, (first_block + blocks_per_worker) * kPerBlock);
-    if (chunk_begin < chunk_end) fill_block_range<Transform>(request, chunk_begin, chunk_end);
-  };
-  for (uint64_t index = 1; index < workers; ++index) {
-    try {
-      threads.emplace_back(chunk, index);
-    } catch (...) {  // no thread to be had: do that chunk here rather than fail half-written
-      chunk(index);
-    }
-  }
-  chunk(0);
-  for (auto& thread : threads) thread.join();
-}
+using RangeFill = bool (*)(const FillRequest&, uint64_t, uint64_t);
 
-struct ThreadedFill {
+struct ScalarFill {
   const FillRequest& request;
-  int num_threads;
+  uint64_t begin;
+  uint64_t end;
   template <typename Transform>
   void run() const {
-    fill_threaded<Transform>(request, num_threads);
+    fill_block_range<Transform>(request, begin, end);
   }
 };
 
-template <typename Transform>
-void fill_rows_threaded(Kind kind, DType dtype, void* out, uint64_t row_elements,
-                        const RowDraw* draws, uint64_t rows, int num_threads) {
-  const uint64_t total = rows * row_elements;
-  const uint64_t useful = std::max<uint64_t>(1, total / kMinElementsPerThread);
-  const uint64_t workers = std::min<uint64_t>({static_cast<uint64_t>(std::max(num_threads, 1)), useful, rows});
-  auto rows_of = [&](uint64_t index) {
-    const uint64_t per_worker = (rows + workers - 1) / workers;
-    for (uint64_t row = index * per_worker; row < std::min(rows, (index + 1) * per_worker); ++row) {
-      const FillRequest request = row_request(kind, dtype, out, element_size(dtype), row_elements, row, draws[row]);
-      fill_block_range<Transform>(request, 0, row_elements);
-    }
-  };
+bool fill_range_scalar(const FillRequest& request, uint64_t begin, uint64_t end) {
+  return dispatch_transform(request.kind, request.dtype, ScalarFill{request, begin, end});
+}
+
+RangeFill range_fill(CpuPath path) {
+  switch (path == CpuPath::kAuto ? best_cpu_path() : path) {
+    case CpuPath::kScalar: return fill_range_scalar;
+    case CpuPath::kBaseline: return fill_range_baseline;
+#if defined(__x86_64__) || defined(_M_X64)
+    case CpuPath::kAvx2: return fill_range_avx2;
+#endif
+    default: return nullptr;
+  }
+}
+
+// Runs work(0 .. workers-1), worker 0 on the calling thread. A thread that cannot be started has
+// its share done here rather than leave the output half-written.
+template <typename Work>
+void run_workers(uint64_t workers, const Work& work) {
   std::vector<std::thread> threads;
+  threads.reserve(workers > 0 ? workers - 1 : 0);
   for (uint64_t index = 1; index < workers; ++index) {
     try {
-      threads.emplace_back(rows_of, index);
+      threads.emplace_back(work, index);
     } catch (...) {
-      rows_of(index);
+      work(index);
     }
   }
-  rows_of(0);
+  work(0);
   for (auto& thread : threads) thread.join();
 }
 
-struct ThreadedRowsFill {
-  Kind kind;
-  DType dtype;
-  void* out;
-  uint64_t row_elements;
-  const RowDraw* draws;
-  uint64_t rows;
-  int num_threads;
-  template <typename Transform>
-  void run() const {
-    fill_rows_threaded<Transform>(kind, dtype, out, row_elements, draws, rows, num_threads);
-  }
-};
+uint64_t worker_count(uint64_t elements, int num_threads) {
+  const uint64_t useful = std::max<uint64_t>(1, elements / kMinElementsPerThread);
+  return std::min<uint64_t>(static_cast<uint64_t>(std::max(num_threads, 1)), useful);
+}
 
 }  // namespace
 
-bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, const RowDraw* draws,
-                   uint64_t rows, int num_threads) {
-  return dispatch_transform(kind, dtype,
-                            ThreadedRowsFill{kind, dtype, out, row_elements, draws, rows, num_threads});
+bool cpu_path_available(CpuPath path) {
+  switch (path) {
+    case CpuPath::kAuto:
+    case CpuPath::kScalar:
+    case CpuPath::kBaseline: return true;
+#if defined(__x86_64__) || defined(_M_X64)
+    case CpuPath::kAvx2: return __builtin_cpu_supports("avx2");
+#endif
+    default: return false;
+  }
 }
 
-bool fill_cpu(const FillRequest& request, int num_threads) {
-  return dispatch_transform(request.kind, request.dtype, ThreadedFill{request, num_threads});
+CpuPath best_cpu_path() {
+  return cpu_path_available(CpuPath::kAvx2) ? CpuPath::kAvx2 : CpuPath::kBaseline;
+}
+
+bool fill_cpu(const FillRequest& request, int num_threads, CpuPath path) {
+  if (!cpu_path_available(path)) return false;
+  const RangeFill fill = range_fill(path);
+  const uint64_t begin = request.first_element;
+  const uint64_t end = begin + request.count;
+  if (!fill(request, begin, begin)) return false;  // validates (kind, dtype) before any thread starts
+  const uint64_t per_block = request.dtype == DType::kFloat64 ? 2 : 4;
+  const uint64_t workers = worker_count(request.count, num_threads);
+  // Chunk boundaries fall on block boundaries so no block is computed twice.
+  const uint64_t blocks = (end + per_block - 1) / per_block - begin / per_block;
+  const uint64_t blocks_per_worker = (blocks + workers - 1) / workers;
+  run_workers(workers, [&](uint64_t index) {
+    const uint64_t first_block = begin / per_block + index * blocks_per_worker;
+    const uint64_t chunk_begin = std::max(begin, first_block * per_block);
+    const uint64_t chunk_end = std::min(end, (first_block + blocks_per_worker) * per_block);
+    if (chunk_begin < chunk_end) fill(request, chunk_begin, chunk_end);
+  });
+  return true;
+}
+
+bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, const RowDraw* draws,
+                   uint64_t rows, int num_threads, CpuPath path) {
+  if (!cpu_path_available(path)) return false;
+  const RangeFill fill = range_fill(path);
+  if (rows == 0) return true;
+  const FillRequest probe = row_request(kind, dtype, out, element_size(dtype), row_elements, 0, draws[0]);
+  if (!fill(probe, 0, 0)) return false;
+  const uint64_t workers = std::min<uint64_t>(worker_count(rows * row_elements, num_threads), rows);
+  const uint64_t rows_per_worker = (rows + workers - 1) / workers;
+  run_workers(workers, [&](uint64_t index) {
+    const uint64_t last = std::min(rows, (index + 1) * rows_per_worker);
+    for (uint64_t row = index * rows_per_worker; row < last; ++row) {
+      fill(row_request(kind, dtype, out, element_size(dtype), row_elements, row, draws[row]), 0, row_elements);
+    }
+  });
+  return true;
 }
 
 }  // namespace detnoise

@@ -1,17 +1,18 @@
 // fill_cpu.h — multi-threaded CPU launcher for a FillRequest.
 #pragma once
 
+#include "cpu_paths.h"
 #include "detnoise/fill.h"
 
 namespace detnoise {
 
-// Returns false if (kind, dtype) is not a supported pair. The output never depends on num_threads:
-// threads split the element range on block boundaries and each element is computed from its own
-// counter.
-bool fill_cpu(const FillRequest& request, int num_threads);
+// Returns false if (kind, dtype) is not a supported pair or `path` cannot run here. The output never
+// depends on num_threads or path: threads split the element range on block boundaries, and every
+// path computes each element from its own counter with the same operations.
+bool fill_cpu(const FillRequest& request, int num_threads, CpuPath path = CpuPath::kAuto);
 
 // A batch of `rows` rows of `row_elements` elements each, row r from draws[r]; threads split rows.
 bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, const RowDraw* draws,
-                   uint64_t rows, int num_threads);
+                   uint64_t rows, int num_threads, CpuPath path = CpuPath::kAuto);
 
 }  // namespace detnoise

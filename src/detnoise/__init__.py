@@ -9,7 +9,15 @@ CUDA kernel and the pure-numpy :mod:`detnoise.reference` compute it bit for bit 
 """
 
 from detnoise._layout import DEFAULT_SEED, SPEC_VERSION
-from detnoise._native import build_info, built_with_cuda, get_num_threads, set_num_threads
+from detnoise._native import (
+    build_info,
+    built_with_cuda,
+    cpu_paths,
+    get_cpu_path,
+    get_num_threads,
+    set_cpu_path,
+    set_num_threads,
+)
 from detnoise.functional import (
     bits,
     normal,
@@ -36,11 +44,13 @@ __all__ = [
     "bits",
     "build_info",
     "built_with_cuda",
+    "cpu_paths",
     "default_generator",
     "determinism_status",
     "deterministic",
     "enable_full_determinism",
     "fingerprint",
+    "get_cpu_path",
     "get_num_threads",
     "initial_seed",
     "manual_seed",
@@ -54,6 +64,7 @@ __all__ = [
     "randn_tensor",
     "randn_like",
     "random_bits",
+    "set_cpu_path",
     "set_num_threads",
     "uniform",
     "uniform_",

@@ -34,6 +34,10 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 _num_threads: int | None = None
 
+# CPU kernel paths (csrc/cpu/cpu_paths.h); every one gives the same bits.
+_CPU_PATH_CODES = {"auto": -1, "scalar": 0, "baseline": 1, "avx2": 2}
+_cpu_path = "auto"
+
 
 def built_with_cuda() -> bool:
     """Whether this build of detnoise contains the CUDA kernels."""
@@ -42,7 +46,7 @@ def built_with_cuda() -> bool:
 
 def build_info() -> dict[str, object]:
     """What was compiled and what can run here: ``{"cpu": True, "cuda_built": ..., ...}``."""
-    info: dict[str, object] = {"cpu": True, "cuda_built": built_with_cuda(), "cuda_devices": 0}
+    info: dict[str, object] = {"cpu": True, "cpu_paths": cpu_paths(), "cuda_built": built_with_cuda(), "cuda_devices": 0}
     if built_with_cuda():
         count, error = _core.cuda_device_count()
         info["cuda_devices"] = count
@@ -63,6 +67,26 @@ def set_num_threads(num_threads: int | None) -> None:
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     _num_threads = num_threads
+
+
+def cpu_paths() -> list[str]:
+    """The CPU kernel paths that can run on this machine, simplest first (e.g. scalar, baseline, avx2)."""
+    return list(_core.cpu_paths())
+
+
+def set_cpu_path(name: str) -> None:
+    """Selects the CPU kernel path ("auto" picks the fastest available). Values never change."""
+    if name not in _CPU_PATH_CODES:
+        raise ValueError(f"unknown CPU path {name!r}; choose one of {sorted(_CPU_PATH_CODES)}")
+    if name != "auto" and name not in cpu_paths():
+        raise RuntimeError(f"CPU path {name!r} cannot run on this machine (available: {cpu_paths()})")
+    global _cpu_path
+    _cpu_path = name
+
+
+def get_cpu_path() -> str:
+    """The selected CPU kernel path ("auto" unless set)."""
+    return _cpu_path
 
 
 def get_num_threads() -> int:
@@ -93,7 +117,8 @@ def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, fi
         return
     code = _DTYPE_CODES[out.dtype]
     if out.device.type == "cpu":
-        _core.fill_cpu(kind, code, out.data_ptr(), count, first_element, seed, stream, offset, get_num_threads())
+        _core.fill_cpu(kind, code, out.data_ptr(), count, first_element, seed, stream, offset, get_num_threads(),
+                       _CPU_PATH_CODES[_cpu_path])
     elif out.device.type == "cuda":
         reason = cuda_unavailable_reason()
         if reason is not None:
@@ -115,7 +140,8 @@ def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]])
     seeds, streams, offsets = (list(column) for column in zip(*draws))
     code = _DTYPE_CODES[out.dtype]
     if out.device.type == "cpu":
-        _core.fill_cpu_rows(kind, code, out.data_ptr(), row_elements, seeds, streams, offsets, get_num_threads())
+        _core.fill_cpu_rows(kind, code, out.data_ptr(), row_elements, seeds, streams, offsets, get_num_threads(),
+                            _CPU_PATH_CODES[_cpu_path])
     elif out.device.type == "cuda":
         reason = cuda_unavailable_reason()
         if reason is not None:

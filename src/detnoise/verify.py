@@ -71,27 +71,36 @@ def check_kats() -> Check:
     return Check("Random123 known answers", "compiled core + numpy reference", f"{total} vectors", failures)
 
 
-def _with_threads(count: int, action):
-    previous = _native._num_threads
-    _native.set_num_threads(count)
+def _with_setting(path: str, threads: int, action):
+    """Runs action() with the CPU path and thread count set, restoring both after."""
+    previous_path, previous_threads = _native.get_cpu_path(), _native._num_threads
+    _native.set_cpu_path(path)
+    _native.set_num_threads(threads)
     try:
         return action()
     finally:
-        _native._num_threads = previous
+        _native.set_cpu_path(previous_path)
+        _native.set_num_threads(previous_threads)
+
+
+def _cpu_settings() -> list[tuple[str, int]]:
+    """Every CPU path this machine runs, at 1 thread and at N (>= 2) threads."""
+    threads = sorted({1, max(2, _native.get_num_threads())})
+    return [(path, count) for path in _native.cpu_paths() for count in threads]
 
 
 def check_golden(device: str = "cpu") -> Check:
     rows = json.loads(_data("golden_v1.json"))["draws"]
-    thread_counts = sorted({1, max(2, _native.get_num_threads())}) if device == "cpu" else [None]
+    settings = _cpu_settings() if device == "cpu" else [None]
     failures = values = 0
     for row in rows:
         args = (row["kind"], row["dtype"], row["n"], row["seed"], row["stream"], row["offset"])
-        for threads in thread_counts:
+        for setting in settings:
             draw = lambda: _kernel(*args, device=device)  # noqa: E731
-            tensor = draw() if threads is None else _with_threads(threads, draw)
+            tensor = draw() if setting is None else _with_setting(*setting, draw)
             failures += fingerprint(tensor) != row["sha256"]
             values += row["n"]
-    where = f"cpu ({_isa()}, threads {'/'.join(map(str, thread_counts))})" if device == "cpu" else _cuda_name(device)
+    where = f"cpu ({_isa()})" if device == "cpu" else _cuda_name(device)
     return Check("golden digests (stream v1)", where, f"{len(rows)} draws, {values:,} values", failures)
 
 
@@ -107,12 +116,11 @@ def _random_draws(count: int, rng: random.Random) -> list[tuple[str, str, int, i
 
 
 def check_random_against_reference(count: int, rng: random.Random) -> Check:
-    thread_counts = sorted({1, max(2, _native.get_num_threads())})
     failures = values = 0
     for kind, dtype, n, seed, stream, offset in _random_draws(count, rng):
         expected = _reference(kind, dtype, n, seed, stream, offset)
-        for threads in thread_counts:
-            tensor = _with_threads(threads, lambda: _kernel(kind, dtype, n, seed, stream, offset))
+        for setting in _cpu_settings():
+            tensor = _with_setting(*setting, lambda: _kernel(kind, dtype, n, seed, stream, offset))
             failures += not _same_bits(tensor, expected)
             values += n
     return Check("cpu kernel == numpy reference", f"cpu ({_isa()}), fresh random draws", f"{count} draws, {values:,} values", failures)
@@ -128,7 +136,8 @@ def check_cuda_against_cpu(count: int, rng: random.Random, device: str) -> Check
 
 
 def _isa() -> str:
-    return f"{platform.machine()}, scalar"
+    threads = sorted({1, max(2, _native.get_num_threads())})
+    return f"{platform.machine()}, paths {'/'.join(_native.cpu_paths())}, threads {'/'.join(map(str, threads))}"
 
 
 def _cuda_name(device: str) -> str:

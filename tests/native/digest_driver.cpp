@@ -55,17 +55,23 @@ int main() {
       return 2;
     }
     // Exact-size buffers, so AddressSanitizer sees any write past the end of a draw.
-    std::vector<unsigned char> single(count * width), threaded(count * width);
+    std::vector<unsigned char> single(count * width), other(count * width);
     detnoise::FillRequest request{kind, dtype, single.data(), count, first_element, seed, stream, offset};
-    if (!detnoise::fill_cpu(request, 1)) {
+    if (!detnoise::fill_cpu(request, 1, detnoise::CpuPath::kScalar)) {
       std::cerr << "unsupported pair: " << line << "\n";
       return 2;
     }
-    request.out = threaded.data();
-    detnoise::fill_cpu(request, 3);
-    if (count > 0 && std::memcmp(single.data(), threaded.data(), single.size()) != 0) {
-      std::cerr << "1 thread != 3 threads: " << line << "\n";
-      status = 1;
+    // Every other path this CPU can run, at 1 and 3 threads, must give the scalar path's bytes.
+    request.out = other.data();
+    for (auto path : {detnoise::CpuPath::kScalar, detnoise::CpuPath::kBaseline, detnoise::CpuPath::kAvx2}) {
+      if (!detnoise::cpu_path_available(path)) continue;
+      for (int threads : {1, 3}) {
+        detnoise::fill_cpu(request, threads, path);
+        if (count > 0 && std::memcmp(single.data(), other.data(), single.size()) != 0) {
+          std::cerr << "path " << static_cast<int>(path) << " with " << threads << " threads differs: " << line << "\n";
+          status = 1;
+        }
+      }
     }
     detnoise_test::Sha256 hash;
     hash.update(single.data(), single.size());  // the host is little-endian (checked by the test)

@@ -103,8 +103,10 @@ DETNOISE_HD uint16_t f16_bits_from_f32(float value) {
 
 // ---- uniform [0, 1) (SPEC §4) --------------------------------------------------------------
 
+// The shifted words are below 2^24, so converting them as int32 is exact and vectorises (SIMD units
+// convert signed, not unsigned, 32-bit integers).
 DETNOISE_HD float uniform_f32_from_bits(uint32_t x) {
-  return static_cast<float>(x >> 8) * 0x1p-24f;  // exact: 24-bit integer times a power of two
+  return static_cast<float>(static_cast<int32_t>(x >> 8)) * 0x1p-24f;  // exact: 24 bits times 2^-24
 }
 
 DETNOISE_HD double uniform_f64_from_bits(uint32_t lo, uint32_t hi) {
@@ -115,11 +117,11 @@ DETNOISE_HD double uniform_f64_from_bits(uint32_t lo, uint32_t hi) {
 // float16 keeps the top 11 bits, bfloat16 the top 8: every k * 2^-11 (k < 2^11) and k * 2^-8
 // (k < 2^8) is exact in the narrow format, so u stays in [0, 1) and is never rounded up to 1.
 DETNOISE_HD uint16_t uniform_f16_from_bits(uint32_t x) {
-  return f16_bits_from_f32(static_cast<float>(x >> 21) * 0x1p-11f);
+  return f16_bits_from_f32(static_cast<float>(static_cast<int32_t>(x >> 21)) * 0x1p-11f);
 }
 
 DETNOISE_HD uint16_t uniform_bf16_from_bits(uint32_t x) {
-  return bf16_bits_from_f32(static_cast<float>(x >> 24) * 0x1p-8f);
+  return bf16_bits_from_f32(static_cast<float>(static_cast<int32_t>(x >> 24)) * 0x1p-8f);
 }
 
 // ---- natural logarithm on (0, 1] (SPEC §5.2) -------------------------------------------------
