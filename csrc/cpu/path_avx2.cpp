@@ -33,29 +33,43 @@ struct PhiloxChunkAvx2 {
     const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM4x32_1));
     const __m256i stream_lo = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(stream)));
     const __m256i stream_hi = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(stream >> 32)));
-    for (int j = 0; j < kChunkBlocks; j += 8) {
-      alignas(32) uint32_t block_lo[8], block_hi[8];
-      for (int lane = 0; lane < 8; ++lane) {
+    // Two independent groups of eight blocks per step: the multiply's latency is hidden by the
+    // other group's work.
+    for (int j = 0; j < kChunkBlocks; j += 16) {
+      alignas(32) uint32_t block_lo[16], block_hi[16];
+      for (int lane = 0; lane < 16; ++lane) {
         const uint64_t block = first_block + static_cast<uint64_t>(j + lane);
         block_lo[lane] = static_cast<uint32_t>(block);
         block_hi[lane] = static_cast<uint32_t>(block >> 32);
       }
-      __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(block_lo));
-      __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(block_hi));
-      __m256i c2 = stream_lo, c3 = stream_hi;
+      __m256i a0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(block_lo));
+      __m256i a1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(block_hi));
+      __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(block_lo + 8));
+      __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(block_hi + 8));
+      __m256i a2 = stream_lo, a3 = stream_hi, b2 = stream_lo, b3 = stream_hi;
       for (int round = 0; round < kPhiloxRounds; ++round) {
-        __m256i hi0, lo0, hi1, lo1;
-        mulhilo_x8(c0, m0, &hi0, &lo0);
-        mulhilo_x8(c2, m1, &hi1, &lo1);
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), key0[round]);
-        c1 = lo1;
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), key1[round]);
-        c3 = lo0;
+        __m256i ahi0, alo0, ahi1, alo1, bhi0, blo0, bhi1, blo1;
+        mulhilo_x8(a0, m0, &ahi0, &alo0);
+        mulhilo_x8(b0, m0, &bhi0, &blo0);
+        mulhilo_x8(a2, m1, &ahi1, &alo1);
+        mulhilo_x8(b2, m1, &bhi1, &blo1);
+        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), key0[round]);
+        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), key0[round]);
+        a1 = alo1;
+        b1 = blo1;
+        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), key1[round]);
+        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), key1[round]);
+        a3 = alo0;
+        b3 = blo0;
       }
-      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[0][j]), c0);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[1][j]), c1);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[2][j]), c2);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[3][j]), c3);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[0][j]), a0);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[1][j]), a1);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[2][j]), a2);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[3][j]), a3);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[0][j + 8]), b0);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[1][j + 8]), b1);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[2][j + 8]), b2);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&words[3][j + 8]), b3);
     }
   }
 };

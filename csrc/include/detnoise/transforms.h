@@ -211,14 +211,24 @@ constexpr double kC1 = -0x1.3bd3cc9be45dep-2, kC2 = 0x1.03c1f081b5ac4p-6,
                  kC7 = -0x1.b6e24f44b128fp-42, kC8 = 0x1.20c62c2f2d7f5p-50;
 }  // namespace sincos_f64_coeff
 
-// Rotates (cos, sin) of the remainder angle by `quarter` quarter turns; negation is exact.
-template <typename Real>
-DETNOISE_HD void rotate_quarter_turns(unsigned quarter, Real cos_r, Real sin_r, Real* sin_out,
-                                      Real* cos_out) {
-  const Real c = (quarter & 1u) ? sin_r : cos_r;
-  const Real s = (quarter & 1u) ? cos_r : sin_r;
-  *cos_out = (quarter == 1u || quarter == 2u) ? -c : c;
-  *sin_out = (quarter >= 2u) ? -s : s;
+// Rotates (cos, sin) of the remainder angle by `quarter` quarter turns. Negation is a sign-bit flip,
+// written as one: selects and xors vectorise, conditional stores do not.
+DETNOISE_HD void rotate_quarter_turns(unsigned quarter, float cos_r, float sin_r, float* sin_out,
+                                      float* cos_out) {
+  const bool swap = (quarter & 1u) != 0;
+  const uint32_t cos_sign = ((quarter + 1u) & 2u) << 30;  // quarters 1 and 2 negate the cosine
+  const uint32_t sin_sign = (quarter & 2u) << 30;         // quarters 2 and 3 negate the sine
+  *cos_out = f32_from_bits(f32_bits(swap ? sin_r : cos_r) ^ cos_sign);
+  *sin_out = f32_from_bits(f32_bits(swap ? cos_r : sin_r) ^ sin_sign);
+}
+
+DETNOISE_HD void rotate_quarter_turns(unsigned quarter, double cos_r, double sin_r, double* sin_out,
+                                      double* cos_out) {
+  const bool swap = (quarter & 1u) != 0;
+  const uint64_t cos_sign = static_cast<uint64_t>((quarter + 1u) & 2u) << 62;
+  const uint64_t sin_sign = static_cast<uint64_t>(quarter & 2u) << 62;
+  *cos_out = f64_from_bits(f64_bits(swap ? sin_r : cos_r) ^ cos_sign);
+  *sin_out = f64_from_bits(f64_bits(swap ? cos_r : sin_r) ^ sin_sign);
 }
 
 // sin and cos of 2*pi * x / 2^32.
