@@ -32,8 +32,8 @@ stamp "CPU vs CUDA table"
 python3 -m detnoise.cli check --seed 0
 check_status=$?
 
-stamp "throughput"
-python3 benchmarks/cuda_throughput.py || true
+stamp "throughput (benchmarks/run.py, GPU part)"
+python3 benchmarks/run.py --device cuda --quick --memory || true
 
 stamp "diffusers randn_tensor speed"
 python3 benchmarks/diffusers_speed.py cuda || echo "(diffusers missing: run benchmarks/fetch_wheels.sh here and carry benchmarks/wheels)"
