@@ -88,6 +88,41 @@ void fill_cpu_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
   if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
 }
 
+detnoise::StridedRequest strided_request(int kind, int dtype, uintptr_t out, const std::vector<uint64_t>& sizes,
+                                         const std::vector<uint64_t>& strides, uint64_t base, uint64_t seed,
+                                         uint64_t stream, uint64_t offset) {
+  if (sizes.empty() || sizes.size() != strides.size() || sizes.size() > detnoise::kMaxStridedDims)
+    throw std::invalid_argument("strided draws take 1 to 8 dimensions with one stride each");
+  make_request(kind, dtype, out, 0, 0, seed, stream, offset);
+  detnoise::StridedRequest request{};
+  request.kind = static_cast<detnoise::Kind>(kind);
+  request.dtype = static_cast<detnoise::DType>(dtype);
+  request.out = reinterpret_cast<void*>(out);
+  request.ndim = static_cast<int>(sizes.size());
+  for (size_t dim = 0; dim < sizes.size(); ++dim) {
+    request.sizes[dim] = sizes[dim];
+    request.strides[dim] = strides[dim];
+  }
+  request.base = base;
+  request.seed = seed;
+  request.stream = stream;
+  request.offset = offset;
+  return request;
+}
+
+void fill_cpu_strided(int kind, int dtype, uintptr_t out, const std::vector<uint64_t>& sizes,
+                      const std::vector<uint64_t>& strides, uint64_t base, uint64_t seed, uint64_t stream,
+                      uint64_t offset, int num_threads, int path) {
+  const auto request = strided_request(kind, dtype, out, sizes, strides, base, seed, stream, offset);
+  const auto chosen = cpu_path(path);
+  bool supported;
+  {
+    py::gil_scoped_release release;
+    supported = detnoise::fill_cpu_strided(request, num_threads, chosen);
+  }
+  if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
+}
+
 py::tuple philox4x32_10(py::tuple counter, py::tuple key) {
   if (counter.size() != 4 || key.size() != 2)
     throw std::invalid_argument("philox4x32_10 takes a 4-word counter and a 2-word key");
@@ -124,6 +159,18 @@ void fill_cuda_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
   if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
 }
 
+void fill_cuda_strided(int kind, int dtype, uintptr_t out, const std::vector<uint64_t>& sizes,
+                       const std::vector<uint64_t>& strides, uint64_t base, uint64_t seed, uint64_t stream,
+                       uint64_t offset, int device, uintptr_t cuda_stream) {
+  const auto request = strided_request(kind, dtype, out, sizes, strides, base, seed, stream, offset);
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    error = detnoise::fill_cuda_strided(request, device, cuda_stream);
+  }
+  if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
+}
+
 py::tuple cuda_device_count() {
   std::string error;
   const int count = detnoise::cuda_device_count(&error);
@@ -143,6 +190,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_cpu_rows", &fill_cpu_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),
         py::arg("row_elements"), py::arg("seeds"), py::arg("streams"), py::arg("offsets"),
         py::arg("num_threads"), py::arg("path"));
+  m.def("fill_cpu_strided", &fill_cpu_strided, py::arg("kind"), py::arg("dtype"), py::arg("out"),
+        py::arg("sizes"), py::arg("strides"), py::arg("base"), py::arg("seed"), py::arg("stream"),
+        py::arg("offset"), py::arg("num_threads"), py::arg("path"));
   m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
 #ifdef DETNOISE_WITH_CUDA
   m.attr("built_with_cuda") = true;
@@ -152,6 +202,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_cuda", &fill_cuda, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),
         py::arg("first_element"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         py::arg("device"), py::arg("cuda_stream"));
+  m.def("fill_cuda_strided", &fill_cuda_strided, py::arg("kind"), py::arg("dtype"), py::arg("out"),
+        py::arg("sizes"), py::arg("strides"), py::arg("base"), py::arg("seed"), py::arg("stream"),
+        py::arg("offset"), py::arg("device"), py::arg("cuda_stream"));
   m.def("cuda_device_count", &cuda_device_count,
         "(number of visible CUDA devices, error text when that number is 0 for a reason)");
 #else

@@ -61,7 +61,53 @@ uint64_t worker_count(uint64_t elements, int num_threads) {
   return std::min<uint64_t>(static_cast<uint64_t>(std::max(num_threads, 1)), useful);
 }
 
+struct StridedRowsFill {
+  const StridedRequest& request;
+  RangeFill contiguous;
+  uint64_t first_row;
+  uint64_t last_row;
+  template <typename Transform>
+  void run() const {
+    using Storage = typename Transform::Storage;
+    const int last = request.ndim - 1;
+    const uint64_t row_length = request.sizes[last];
+    const uint64_t step = request.strides[last];
+    Storage* out = static_cast<Storage*>(request.out);
+    for (uint64_t row = first_row; row < last_row; ++row) {
+      const uint64_t start = strided_element(request, row * row_length);
+      Storage* target = out + row * row_length;
+      if (step == 1) {
+        const FillRequest run{request.kind, request.dtype, target, row_length, start,
+                              request.seed, request.stream, request.offset};
+        contiguous(run, start, start + row_length);
+      } else {
+        for (uint64_t i = 0; i < row_length; ++i) {
+          target[i] = draw_element<Transform>(request.seed, request.stream, request.offset, start + i * step);
+        }
+      }
+    }
+  }
+};
+
 }  // namespace
+
+bool fill_cpu_strided(const StridedRequest& request, int num_threads, CpuPath path) {
+  if (!cpu_path_available(path) || request.ndim < 1 || request.ndim > kMaxStridedDims) return false;
+  const RangeFill contiguous = range_fill(path);
+  uint64_t total = 1;
+  for (int dim = 0; dim < request.ndim; ++dim) total *= request.sizes[dim];
+  if (!dispatch_transform(request.kind, request.dtype, StridedRowsFill{request, contiguous, 0, 0})) return false;
+  if (total == 0) return true;
+  const uint64_t rows = total / request.sizes[request.ndim - 1];
+  const uint64_t workers = std::min<uint64_t>(worker_count(total, num_threads), rows);
+  const uint64_t rows_per_worker = (rows + workers - 1) / workers;
+  run_workers(workers, [&](uint64_t index) {
+    const uint64_t first = index * rows_per_worker;
+    const uint64_t last = std::min(rows, first + rows_per_worker);
+    if (first < last) dispatch_transform(request.kind, request.dtype, StridedRowsFill{request, contiguous, first, last});
+  });
+  return true;
+}
 
 bool cpu_path_available(CpuPath path) {
   switch (path) {

@@ -15,4 +15,7 @@ bool fill_cpu(const FillRequest& request, int num_threads, CpuPath path = CpuPat
 bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, const RowDraw* draws,
                    uint64_t rows, int num_threads, CpuPath path = CpuPath::kAuto);
 
+// A strided selection (StridedRequest); rows whose innermost step is 1 use the chunked path.
+bool fill_cpu_strided(const StridedRequest& request, int num_threads, CpuPath path = CpuPath::kAuto);
+
 }  // namespace detnoise

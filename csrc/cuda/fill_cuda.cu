@@ -81,6 +81,18 @@ __global__ void fill_rows_kernel(RowsParams params) {
   }
 }
 
+template <typename Transform>
+__global__ void fill_strided_kernel(StridedRequest request, uint64_t total) {
+  using Storage = typename Transform::Storage;
+  Storage* out = static_cast<Storage*>(request.out);
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  for (uint64_t position = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; position < total;
+       position += stride) {
+    out[position] = draw_element<Transform>(request.seed, request.stream, request.offset,
+                                            strided_element(request, position));
+  }
+}
+
 std::string cuda_message(cudaError_t status) {
   return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
 }
@@ -135,7 +147,37 @@ struct RowsLaunch {
   }
 };
 
+struct StridedLaunch {
+  const StridedRequest& request;
+  uint64_t total;
+  int sm_count;
+  cudaStream_t stream;
+  template <typename Transform>
+  void run() const {
+    const uint64_t wanted = (total + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    const unsigned grid =
+        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
+    fill_strided_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(request, total);
+  }
+};
+
 }  // namespace
+
+std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr_t stream_handle) {
+  uint64_t total = 1;
+  for (int dim = 0; dim < request.ndim; ++dim) total *= request.sizes[dim];
+  if (total == 0) return {};
+  DeviceGuard guard(device);
+  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
+  int sm_count = 0;
+  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
+  if (status != cudaSuccess) return cuda_message(status);
+  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
+  if (!dispatch_transform(request.kind, request.dtype, StridedLaunch{request, total, sm_count, stream}))
+    return "unsupported (kind, dtype) pair";
+  status = cudaGetLastError();
+  return status == cudaSuccess ? std::string() : cuda_message(status);
+}
 
 std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_elements,
                            const RowDraw* draws, uint64_t rows, int device, uintptr_t stream_handle) {

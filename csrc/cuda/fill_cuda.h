@@ -16,6 +16,9 @@ std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_h
 std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_elements,
                            const RowDraw* draws, uint64_t rows, int device, uintptr_t stream_handle);
 
+// A strided selection (StridedRequest): one thread per output element.
+std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr_t stream_handle);
+
 // Number of visible CUDA devices; 0 with *error set when the driver or a device is missing.
 int cuda_device_count(std::string* error);
 

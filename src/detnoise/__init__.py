@@ -34,6 +34,7 @@ from detnoise.diffusers_integration import patch_diffusers, patch_report, randn_
 from detnoise.determinism import determinism_status, deterministic, enable_full_determinism
 from detnoise.fingerprint import fingerprint
 from detnoise.generator import Generator, default_generator, initial_seed, manual_seed
+from detnoise.slicing import rand_slice, randn_slice
 
 __version__ = "0.1.0"
 
@@ -60,9 +61,11 @@ __all__ = [
     "normal_",
     "rand",
     "rand_like",
+    "rand_slice",
     "randn",
     "randn_tensor",
     "randn_like",
+    "randn_slice",
     "random_bits",
     "set_cpu_path",
     "set_num_threads",

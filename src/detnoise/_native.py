@@ -110,24 +110,31 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
-def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, first_element: int = 0) -> None:
-    """Fills the contiguous tensor ``out`` with elements ``first_element ...`` of a draw."""
-    count = out.numel()
-    if count == 0:
-        return
-    code = _DTYPE_CODES[out.dtype]
+def _run_on_device(out: torch.Tensor, on_cpu, on_cuda) -> None:
+    """Calls on_cpu(threads, path) or on_cuda(device_index, cuda_stream) for out's device."""
     if out.device.type == "cpu":
-        _core.fill_cpu(kind, code, out.data_ptr(), count, first_element, seed, stream, offset, get_num_threads(),
-                       _CPU_PATH_CODES[_cpu_path])
+        on_cpu(get_num_threads(), _CPU_PATH_CODES[_cpu_path])
     elif out.device.type == "cuda":
         reason = cuda_unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"detnoise: cannot draw on {out.device}: {reason}")
         index = out.device.index if out.device.index is not None else torch.cuda.current_device()
-        cuda_stream = torch.cuda.current_stream(index).cuda_stream
-        _core.fill_cuda(kind, code, out.data_ptr(), count, first_element, seed, stream, offset, index, cuda_stream)
+        on_cuda(index, torch.cuda.current_stream(index).cuda_stream)
     else:
         raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{out.device}'")
+
+
+def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, first_element: int = 0) -> None:
+    """Fills the contiguous tensor ``out`` with elements ``first_element ...`` of a draw."""
+    count = out.numel()
+    if count == 0:
+        return
+    args = (kind, _DTYPE_CODES[out.dtype], out.data_ptr(), count, first_element, seed, stream, offset)
+    _run_on_device(
+        out,
+        lambda threads, path: _core.fill_cpu(*args, threads, path),
+        lambda device, cuda_stream: _core.fill_cuda(*args, device, cuda_stream),
+    )
 
 
 def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]]) -> None:
@@ -136,21 +143,27 @@ def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]])
     rows = len(draws)
     if out.numel() == 0 or rows == 0:
         return
-    row_elements = out.numel() // rows
     seeds, streams, offsets = (list(column) for column in zip(*draws))
-    code = _DTYPE_CODES[out.dtype]
-    if out.device.type == "cpu":
-        _core.fill_cpu_rows(kind, code, out.data_ptr(), row_elements, seeds, streams, offsets, get_num_threads(),
-                            _CPU_PATH_CODES[_cpu_path])
-    elif out.device.type == "cuda":
-        reason = cuda_unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"detnoise: cannot draw on {out.device}: {reason}")
-        index = out.device.index if out.device.index is not None else torch.cuda.current_device()
-        cuda_stream = torch.cuda.current_stream(index).cuda_stream
-        _core.fill_cuda_rows(kind, code, out.data_ptr(), row_elements, seeds, streams, offsets, index, cuda_stream)
-    else:
-        raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{out.device}'")
+    args = (kind, _DTYPE_CODES[out.dtype], out.data_ptr(), out.numel() // rows, seeds, streams, offsets)
+    _run_on_device(
+        out,
+        lambda threads, path: _core.fill_cpu_rows(*args, threads, path),
+        lambda device, cuda_stream: _core.fill_cuda_rows(*args, device, cuda_stream),
+    )
+
+
+def launch_strided(
+    kind: int, out: torch.Tensor, sizes: list[int], strides: list[int], base: int, seed: int, stream: int, offset: int
+) -> None:
+    """Fills contiguous ``out`` (row-major over ``sizes``) with draw elements base + sum(i_k * strides[k])."""
+    if out.numel() == 0:
+        return
+    args = (kind, _DTYPE_CODES[out.dtype], out.data_ptr(), sizes, strides, base, seed, stream, offset)
+    _run_on_device(
+        out,
+        lambda threads, path: _core.fill_cpu_strided(*args, threads, path),
+        lambda device, cuda_stream: _core.fill_cuda_strided(*args, device, cuda_stream),
+    )
 
 
 def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -64,4 +64,43 @@ DETNOISE_HD size_t element_size(DType dtype) {
   }
 }
 
+// A strided selection of a draw's elements (a slice of a global tensor): output element with
+// multi-index (i_0 .. i_{n-1}) (row-major in `out`) is element base + sum_k i_k * strides[k] of the
+// draw at block `offset` of (seed, stream). Work is proportional to the selection, not the draw.
+constexpr int kMaxStridedDims = 8;
+
+struct StridedRequest {
+  Kind kind;
+  DType dtype;
+  void* out;
+  int ndim;
+  uint64_t sizes[kMaxStridedDims];
+  uint64_t strides[kMaxStridedDims];
+  uint64_t base;
+  uint64_t seed;
+  uint64_t stream;
+  uint64_t offset;
+};
+
+// Element `element` of the draw (any index, one Philox block): the per-element path for strided
+// selections whose innermost step is not 1.
+template <typename Transform>
+DETNOISE_HD typename Transform::Storage draw_element(uint64_t seed, uint64_t stream, uint64_t offset,
+                                                     uint64_t element) {
+  typename Transform::Storage values[Transform::kPerBlock];
+  Transform::block(philox_block(seed, stream, offset + element / Transform::kPerBlock), values);
+  return values[element % Transform::kPerBlock];
+}
+
+// Global element index of output position `position` (row-major over request.sizes).
+DETNOISE_HD uint64_t strided_element(const StridedRequest& request, uint64_t position) {
+  uint64_t element = request.base;
+  for (int dim = request.ndim - 1; dim >= 0; --dim) {
+    const uint64_t size = request.sizes[dim];
+    element += (position % size) * request.strides[dim];
+    position /= size;
+  }
+  return element;
+}
+
 }  // namespace detnoise
