@@ -171,6 +171,19 @@ void fill_cuda_strided(int kind, int dtype, uintptr_t out, const std::vector<uin
   if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
 }
 
+void fill_cuda_device_offset(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t seed, uint64_t stream,
+                             uintptr_t offset_on_device, uint64_t blocks, int device, uintptr_t cuda_stream) {
+  const auto request = make_request(kind, dtype, out, count, 0, seed, stream, 0);
+  if (offset_on_device == 0) throw std::invalid_argument("offset address is null");
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    error = detnoise::fill_cuda_device_offset(request, reinterpret_cast<uint64_t*>(offset_on_device), blocks,
+                                              device, cuda_stream);
+  }
+  if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
+}
+
 py::tuple cuda_device_count() {
   std::string error;
   const int count = detnoise::cuda_device_count(&error);
@@ -205,6 +218,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_cuda_strided", &fill_cuda_strided, py::arg("kind"), py::arg("dtype"), py::arg("out"),
         py::arg("sizes"), py::arg("strides"), py::arg("base"), py::arg("seed"), py::arg("stream"),
         py::arg("offset"), py::arg("device"), py::arg("cuda_stream"));
+  m.def("fill_cuda_device_offset", &fill_cuda_device_offset, py::arg("kind"), py::arg("dtype"), py::arg("out"),
+        py::arg("count"), py::arg("seed"), py::arg("stream"), py::arg("offset_on_device"), py::arg("blocks"),
+        py::arg("device"), py::arg("cuda_stream"));
   m.def("cuda_device_count", &cuda_device_count,
         "(number of visible CUDA devices, error text when that number is 0 for a reason)");
 #else

@@ -202,3 +202,14 @@ def test_cpu_only_build_names_the_fix(monkeypatch) -> None:
         detnoise.randn(3, generator=g, device="cuda")
     assert g.offset == 0
     assert detnoise.build_info()["cuda_built"] is False
+
+
+def test_graph_safe_draws_need_cuda() -> None:
+    g = gen(1)
+    with pytest.raises(ValueError):
+        detnoise.GraphSafeDraws(g, device="cpu")
+    with pytest.raises(TypeError):
+        detnoise.GraphSafeDraws(torch.Generator())
+    if not (detnoise.built_with_cuda() and torch.cuda.is_available()):
+        with pytest.raises(RuntimeError):
+            detnoise.GraphSafeDraws(g, device="cuda")

@@ -42,6 +42,8 @@ def test_kernels_were_emitted(kernel_ptx: str) -> None:
     # bits + 4 uniform + 4 normal transforms, for whole draws and for batches of rows
     assert sum("fill_kernel" in name for name in entries) == 9
     assert sum("fill_rows_kernel" in name for name in entries) == 9
+    assert sum("fill_strided_kernel" in name for name in entries) == 9
+    assert sum("fill_device_offset_kernel" in name for name in entries) == 9
 
 
 def test_no_fused_multiply_add_in_float_code(kernel_ptx: str) -> None:

@@ -82,6 +82,27 @@ __global__ void fill_rows_kernel(RowsParams params) {
 }
 
 template <typename Transform>
+__global__ void fill_device_offset_kernel(FillRequest request, const uint64_t* offset_on_device) {
+  request.offset = *offset_on_device;  // the same value for every thread: read before the advance kernel
+  const uint64_t begin = request.first_element;
+  const uint64_t end = begin + request.count;
+  const uint64_t first_block = begin / Transform::kPerBlock;
+  const uint64_t num_blocks = (end + Transform::kPerBlock - 1) / Transform::kPerBlock - first_block;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  for (uint64_t index = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < num_blocks;
+       index += stride) {
+    const uint64_t block = first_block + index;
+    const uint64_t lo = block * Transform::kPerBlock < begin ? begin : block * Transform::kPerBlock;
+    const uint64_t hi = (block + 1) * Transform::kPerBlock > end ? end : (block + 1) * Transform::kPerBlock;
+    fill_block_range<Transform>(request, lo, hi);
+  }
+}
+
+__global__ void advance_offset_kernel(uint64_t* offset_on_device, uint64_t blocks) {
+  *offset_on_device += blocks;
+}
+
+template <typename Transform>
 __global__ void fill_strided_kernel(StridedRequest request, uint64_t total) {
   using Storage = typename Transform::Storage;
   Storage* out = static_cast<Storage*>(request.out);
@@ -161,7 +182,38 @@ struct StridedLaunch {
   }
 };
 
+struct DeviceOffsetLaunch {
+  const FillRequest& request;
+  const uint64_t* offset_on_device;
+  int sm_count;
+  cudaStream_t stream;
+  template <typename Transform>
+  void run() const {
+    const uint64_t blocks = (request.count + Transform::kPerBlock - 1) / Transform::kPerBlock;
+    const uint64_t wanted = (blocks + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    const unsigned grid =
+        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
+    fill_device_offset_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(request, offset_on_device);
+  }
+};
+
 }  // namespace
+
+std::string fill_cuda_device_offset(const FillRequest& request, uint64_t* offset_on_device, uint64_t blocks,
+                                    int device, uintptr_t stream_handle) {
+  DeviceGuard guard(device);
+  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
+  int sm_count = 0;
+  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
+  if (status != cudaSuccess) return cuda_message(status);
+  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
+  if (request.count > 0 &&
+      !dispatch_transform(request.kind, request.dtype, DeviceOffsetLaunch{request, offset_on_device, sm_count, stream}))
+    return "unsupported (kind, dtype) pair";
+  advance_offset_kernel<<<1, 1, 0, stream>>>(offset_on_device, blocks);
+  status = cudaGetLastError();
+  return status == cudaSuccess ? std::string() : cuda_message(status);
+}
 
 std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr_t stream_handle) {
   uint64_t total = 1;

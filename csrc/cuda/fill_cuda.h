@@ -19,6 +19,12 @@ std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_eleme
 // A strided selection (StridedRequest): one thread per output element.
 std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr_t stream_handle);
 
+// CUDA-graph-safe draw: the kernel reads the first block from *offset_on_device (ignoring
+// request.offset) and a second kernel then adds `blocks` to it, both on `stream_handle`, so a captured
+// graph replayed N times makes the N consecutive draws that N eager calls would.
+std::string fill_cuda_device_offset(const FillRequest& request, uint64_t* offset_on_device, uint64_t blocks,
+                                    int device, uintptr_t stream_handle);
+
 // Number of visible CUDA devices; 0 with *error set when the driver or a device is missing.
 int cuda_device_count(std::string* error);
 

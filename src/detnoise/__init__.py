@@ -31,6 +31,7 @@ from detnoise.functional import (
     uniform_,
 )
 from detnoise.diffusers_integration import patch_diffusers, patch_report, randn_tensor, unpatch_diffusers
+from detnoise.cuda_graphs import GraphSafeDraws
 from detnoise.determinism import determinism_status, deterministic, enable_full_determinism
 from detnoise.fingerprint import fingerprint
 from detnoise.generator import Generator, default_generator, initial_seed, manual_seed
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_SEED",
     "SPEC_VERSION",
     "Generator",
+    "GraphSafeDraws",
     "bits",
     "build_info",
     "built_with_cuda",

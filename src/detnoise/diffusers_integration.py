@@ -178,6 +178,8 @@ def randn_tensor(
     >>> torch.equal(a, b)
     True
     """
+    if torch.compiler.is_compiling():  # generator bookkeeping is Python state: graph-break here
+        return _randn_tensor_eagerly(shape, generator, device, dtype, layout)
     dims = _shape(shape)
     layout = layout or torch.strided
     if layout != torch.strided:
@@ -215,6 +217,9 @@ def randn_tensor(
     for log in _recorders:
         log.append((dims, out.detach().clone()))
     return out
+
+
+_randn_tensor_eagerly = torch.compiler.disable(randn_tensor)
 
 
 def _shape(shape: object) -> tuple[int, ...]:

@@ -120,6 +120,13 @@ def _fill(kind: int, target: torch.Tensor, seed: int, stream: int, offset: int) 
 
 
 def _draw_with_generator(kind: int, target: torch.Tensor, generator: Generator | None, function: str) -> None:
+    if torch.compiler.is_compiling():  # a stateful draw is not traceable: graph-break (detnoise.ops)
+        _draw_with_generator_eagerly(kind, target, generator, function)
+    else:
+        _draw_eagerly(kind, target, generator, function)
+
+
+def _draw_eagerly(kind: int, target: torch.Tensor, generator: Generator | None, function: str) -> None:
     if generator is None:
         generator = default_generator
     elif not isinstance(generator, Generator):
@@ -134,6 +141,9 @@ def _draw_with_generator(kind: int, target: torch.Tensor, generator: Generator |
     except BaseException:
         generator._unreserve(start, blocks)
         raise
+
+
+_draw_with_generator_eagerly = torch.compiler.disable(_draw_eagerly)
 
 
 def _generate(
@@ -362,10 +372,46 @@ def _functional(
     seed_value = _layout.normalize_seed(seed)
     stream_value = _layout.normalize_seed(stream, "stream")
     offset_value = _layout.normalize_offset(offset)
+    if torch.compiler.is_compiling():
+        return _traced(function, kind, dims, seed_value, stream_value, offset_value, dtype, device, out)
     target = _prepare_output(function, kind, dims, dtype, device, out)
     _layout.check_room(offset_value, _layout.blocks_for(target.numel(), target.dtype))
     _fill(kind, target, seed_value, stream_value, offset_value)
     return target
+
+
+def _traced(
+    function: str,
+    kind: int,
+    dims: tuple[int, ...],
+    seed: int,
+    stream: int,
+    offset: int,
+    dtype: torch.dtype | None,
+    device: DeviceArg,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    """The draw as the custom op detnoise::draw, for torch.compile (see detnoise.ops)."""
+    from detnoise import ops
+
+    if dtype is None:
+        dtype = out.dtype if out is not None else (torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype())
+    _check_dtype(dtype, kind, function)
+    if device is not None:
+        target_device = torch.device(device)
+    elif out is not None:
+        target_device = out.device
+    else:
+        target_device = torch.empty(0).device  # the default device; get_default_device() is not traceable
+    numel = 1
+    for dim in dims:
+        numel *= dim
+    _layout.check_room(offset, _layout.blocks_for(numel, dtype))
+    result = ops.draw(kind, list(dims), ops.as_int64(seed), ops.as_int64(stream), ops.as_int64(offset), dtype, target_device)
+    if out is not None:
+        out.copy_(result)
+        return out
+    return result
 
 
 def normal(

@@ -93,6 +93,14 @@ def _slice(
     return out
 
 
+_slice_eagerly = torch.compiler.disable(_slice)
+
+
+def _run_slice(*args):
+    """Stateful, so compiled callers graph-break here (see detnoise.ops); eager calls skip the wrapper."""
+    return _slice_eagerly(*args) if torch.compiler.is_compiling() else _slice(*args)
+
+
 def randn_slice(
     global_shape: Sequence[int],
     index: Index,
@@ -115,7 +123,7 @@ def randn_slice(
     >>> torch.equal(part, whole[2:4, ::3])
     True
     """
-    return _slice("randn_slice", _native.KIND_NORMAL, global_shape, index, generator, dtype, device)
+    return _run_slice("randn_slice", _native.KIND_NORMAL, global_shape, index, generator, dtype, device)
 
 
 def rand_slice(
@@ -126,4 +134,4 @@ def rand_slice(
     device: DeviceArg = None,
 ) -> torch.Tensor:
     """``rand(global_shape, generator=generator)[index]``, computing only the selected elements."""
-    return _slice("rand_slice", _native.KIND_UNIFORM, global_shape, index, generator, dtype, device)
+    return _run_slice("rand_slice", _native.KIND_UNIFORM, global_shape, index, generator, dtype, device)
