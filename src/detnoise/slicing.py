@@ -55,7 +55,23 @@ def _plan(global_shape: tuple[int, ...], index: Index, function: str) -> tuple[t
             if not -size <= position < size:
                 raise IndexError(f"{function}: index {position} is out of bounds for dimension {dim} with size {size}")
             base += (position % size) * row_major[dim]
-    return tuple(shape), shape, strides, base
+    sizes, merged_strides = _merge_contiguous(shape, strides)
+    return tuple(shape), sizes, merged_strides, base
+
+
+def _merge_contiguous(sizes: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
+    """Merges neighbouring dimensions that are contiguous in the global index (same elements, longer
+    rows: a whole-tensor slice becomes one run, which the chunked kernels handle fastest)."""
+    merged_sizes: list[int] = []
+    merged_strides: list[int] = []
+    for size, stride in zip(sizes, strides):
+        if merged_sizes and merged_strides[-1] == size * stride:
+            merged_sizes[-1] *= size
+            merged_strides[-1] = stride
+        else:
+            merged_sizes.append(size)
+            merged_strides.append(stride)
+    return merged_sizes, merged_strides
 
 
 def _slice(
