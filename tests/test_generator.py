@@ -129,7 +129,8 @@ def _foreign_states() -> list[tuple[object, type[Exception]]]:
     bad_magic = good.clone()
     bad_magic[0] = 0
     return [
-        (torch.Generator().get_state(), ValueError),  # a torch generator's state
+        (torch.Generator().get_state(), ValueError),  # a torch CPU generator's state
+        (torch.zeros(16, dtype=torch.uint8), ValueError),  # the size of a torch CUDA generator's state
         (torch.randint(0, 256, (28,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)), ValueError),
         (future, ValueError),
         (bad_magic, ValueError),
