@@ -13,10 +13,13 @@ namespace {
 
 constexpr int kThreadsPerBlock = 256;
 
+// One thread per Philox block of the range. With offset_on_device set (CUDA-graph-safe draws), the
+// first block is read from device memory instead of request.offset.
 template <typename Transform>
-__global__ void fill_kernel(FillRequest request) {
+__global__ void fill_kernel(FillRequest request, const uint64_t* offset_on_device) {
   using Storage = typename Transform::Storage;
   constexpr uint64_t kPerBlock = Transform::kPerBlock;
+  if (offset_on_device != nullptr) request.offset = *offset_on_device;
   const uint64_t begin = request.first_element;
   const uint64_t end = begin + request.count;
   const uint64_t first_block = begin / kPerBlock;
@@ -40,6 +43,10 @@ __global__ void fill_kernel(FillRequest request) {
                                   block_begin + kPerBlock > end ? end : block_begin + kPerBlock);
     }
   }
+}
+
+__global__ void advance_offset_kernel(uint64_t* offset_on_device, uint64_t blocks) {
+  *offset_on_device += blocks;
 }
 
 // Rows travel in the kernel's parameter block (under the 4 KiB limit): no device allocation, no copy.
@@ -82,27 +89,6 @@ __global__ void fill_rows_kernel(RowsParams params) {
 }
 
 template <typename Transform>
-__global__ void fill_device_offset_kernel(FillRequest request, const uint64_t* offset_on_device) {
-  request.offset = *offset_on_device;  // the same value for every thread: read before the advance kernel
-  const uint64_t begin = request.first_element;
-  const uint64_t end = begin + request.count;
-  const uint64_t first_block = begin / Transform::kPerBlock;
-  const uint64_t num_blocks = (end + Transform::kPerBlock - 1) / Transform::kPerBlock - first_block;
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
-  for (uint64_t index = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < num_blocks;
-       index += stride) {
-    const uint64_t block = first_block + index;
-    const uint64_t lo = block * Transform::kPerBlock < begin ? begin : block * Transform::kPerBlock;
-    const uint64_t hi = (block + 1) * Transform::kPerBlock > end ? end : (block + 1) * Transform::kPerBlock;
-    fill_block_range<Transform>(request, lo, hi);
-  }
-}
-
-__global__ void advance_offset_kernel(uint64_t* offset_on_device, uint64_t blocks) {
-  *offset_on_device += blocks;
-}
-
-template <typename Transform>
 __global__ void fill_strided_kernel(StridedRequest request, uint64_t total) {
   using Storage = typename Transform::Storage;
   Storage* out = static_cast<Storage*>(request.out);
@@ -118,128 +104,104 @@ std::string cuda_message(cudaError_t status) {
   return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
 }
 
-// Makes `device` current for the launch and restores the caller's device afterwards.
-class DeviceGuard {
+// What every launch needs: `device` made current (the caller's device restored afterwards), its SM
+// count for grid sizing, and the caller's stream.
+class LaunchContext {
  public:
-  explicit DeviceGuard(int device) {
+  LaunchContext(int device, uintptr_t stream_handle) : stream(reinterpret_cast<cudaStream_t>(stream_handle)) {
     status_ = cudaGetDevice(&previous_);
     if (status_ == cudaSuccess && previous_ != device) status_ = cudaSetDevice(device);
+    if (status_ == cudaSuccess) status_ = cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device);
   }
-  ~DeviceGuard() {
+  ~LaunchContext() {
     int current = previous_;
     if (cudaGetDevice(&current) == cudaSuccess && current != previous_) cudaSetDevice(previous_);
   }
-  cudaError_t status() const { return status_; }
+  std::string error() const { return status_ == cudaSuccess ? std::string() : cuda_message(status_); }
+
+  // A grid-stride grid for `threads` threads: enough to fill the GPU, capped at 32 blocks per SM.
+  unsigned grid(uint64_t threads) const {
+    const uint64_t wanted = (threads + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    return static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count_) * 32));
+  }
+
+  // After the launches: the launch error, if any.
+  static std::string launch_error() {
+    const cudaError_t status = cudaGetLastError();
+    return status == cudaSuccess ? std::string() : cuda_message(status);
+  }
+
+  const cudaStream_t stream;
 
  private:
   int previous_ = 0;
+  int sm_count_ = 0;
   cudaError_t status_;
 };
 
+uint64_t blocks_spanned(uint64_t begin, uint64_t count, uint64_t per_block) {
+  return (begin + count + per_block - 1) / per_block - begin / per_block;
+}
+
 struct KernelLaunch {
   const FillRequest& request;
-  int sm_count;
-  cudaStream_t stream;
+  const uint64_t* offset_on_device;
+  const LaunchContext& context;
   template <typename Transform>
   void run() const {
-    constexpr uint64_t kPerBlock = Transform::kPerBlock;
-    const uint64_t begin = request.first_element;
-    const uint64_t end = begin + request.count;
-    const uint64_t blocks = (end + kPerBlock - 1) / kPerBlock - begin / kPerBlock;
-    const uint64_t wanted = (blocks + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    const unsigned grid =
-        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
-    fill_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(request);
+    const uint64_t blocks = blocks_spanned(request.first_element, request.count, Transform::kPerBlock);
+    fill_kernel<Transform><<<context.grid(blocks), kThreadsPerBlock, 0, context.stream>>>(request, offset_on_device);
   }
 };
 
 struct RowsLaunch {
   const RowsParams& params;
-  int sm_count;
-  cudaStream_t stream;
+  const LaunchContext& context;
   template <typename Transform>
   void run() const {
-    constexpr uint64_t kPerBlock = Transform::kPerBlock;
-    const uint64_t blocks = (params.row_elements + kPerBlock - 1) / kPerBlock * params.rows;
-    const uint64_t wanted = (blocks + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    const unsigned grid =
-        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
-    fill_rows_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(params);
+    const uint64_t blocks = (params.row_elements + Transform::kPerBlock - 1) / Transform::kPerBlock * params.rows;
+    fill_rows_kernel<Transform><<<context.grid(blocks), kThreadsPerBlock, 0, context.stream>>>(params);
   }
 };
 
 struct StridedLaunch {
   const StridedRequest& request;
   uint64_t total;
-  int sm_count;
-  cudaStream_t stream;
+  const LaunchContext& context;
   template <typename Transform>
   void run() const {
-    const uint64_t wanted = (total + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    const unsigned grid =
-        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
-    fill_strided_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(request, total);
+    fill_strided_kernel<Transform><<<context.grid(total), kThreadsPerBlock, 0, context.stream>>>(request, total);
   }
 };
 
-struct DeviceOffsetLaunch {
-  const FillRequest& request;
-  const uint64_t* offset_on_device;
-  int sm_count;
-  cudaStream_t stream;
-  template <typename Transform>
-  void run() const {
-    const uint64_t blocks = (request.count + Transform::kPerBlock - 1) / Transform::kPerBlock;
-    const uint64_t wanted = (blocks + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    const unsigned grid =
-        static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count) * 32));
-    fill_device_offset_kernel<Transform><<<grid, kThreadsPerBlock, 0, stream>>>(request, offset_on_device);
-  }
-};
+constexpr const char* kUnsupported = "unsupported (kind, dtype) pair";
 
 }  // namespace
 
-std::string fill_cuda_device_offset(const FillRequest& request, uint64_t* offset_on_device, uint64_t blocks,
-                                    int device, uintptr_t stream_handle) {
-  DeviceGuard guard(device);
-  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
-  int sm_count = 0;
-  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (status != cudaSuccess) return cuda_message(status);
-  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  if (request.count > 0 &&
-      !dispatch_transform(request.kind, request.dtype, DeviceOffsetLaunch{request, offset_on_device, sm_count, stream}))
-    return "unsupported (kind, dtype) pair";
-  advance_offset_kernel<<<1, 1, 0, stream>>>(offset_on_device, blocks);
-  status = cudaGetLastError();
-  return status == cudaSuccess ? std::string() : cuda_message(status);
+std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_handle) {
+  if (request.count == 0) return {};
+  const LaunchContext context(device, stream_handle);
+  if (!context.error().empty()) return context.error();
+  if (!dispatch_transform(request.kind, request.dtype, KernelLaunch{request, nullptr, context})) return kUnsupported;
+  return LaunchContext::launch_error();
 }
 
-std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr_t stream_handle) {
-  uint64_t total = 1;
-  for (int dim = 0; dim < request.ndim; ++dim) total *= request.sizes[dim];
-  if (total == 0) return {};
-  DeviceGuard guard(device);
-  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
-  int sm_count = 0;
-  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (status != cudaSuccess) return cuda_message(status);
-  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  if (!dispatch_transform(request.kind, request.dtype, StridedLaunch{request, total, sm_count, stream}))
-    return "unsupported (kind, dtype) pair";
-  status = cudaGetLastError();
-  return status == cudaSuccess ? std::string() : cuda_message(status);
+std::string fill_cuda_device_offset(const FillRequest& request, uint64_t* offset_on_device, uint64_t blocks,
+                                    int device, uintptr_t stream_handle) {
+  const LaunchContext context(device, stream_handle);
+  if (!context.error().empty()) return context.error();
+  if (request.count > 0 &&
+      !dispatch_transform(request.kind, request.dtype, KernelLaunch{request, offset_on_device, context}))
+    return kUnsupported;
+  advance_offset_kernel<<<1, 1, 0, context.stream>>>(offset_on_device, blocks);
+  return LaunchContext::launch_error();
 }
 
 std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_elements,
                            const RowDraw* draws, uint64_t rows, int device, uintptr_t stream_handle) {
   if (rows == 0 || row_elements == 0) return {};
-  DeviceGuard guard(device);
-  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
-  int sm_count = 0;
-  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (status != cudaSuccess) return cuda_message(status);
-  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
+  const LaunchContext context(device, stream_handle);
+  if (!context.error().empty()) return context.error();
   const size_t row_bytes = row_elements * element_size(dtype);
   for (uint64_t first = 0; first < rows; first += kMaxRowsPerLaunch) {
     RowsParams params{};
@@ -249,27 +211,21 @@ std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_eleme
     params.row_elements = row_elements;
     params.rows = static_cast<uint32_t>(std::min<uint64_t>(kMaxRowsPerLaunch, rows - first));
     for (uint32_t r = 0; r < params.rows; ++r) params.draws[r] = draws[first + r];
-    if (!dispatch_transform(kind, dtype, RowsLaunch{params, sm_count, stream}))
-      return "unsupported (kind, dtype) pair";
-    status = cudaGetLastError();
-    if (status != cudaSuccess) return cuda_message(status);
+    if (!dispatch_transform(kind, dtype, RowsLaunch{params, context})) return kUnsupported;
+    const std::string error = LaunchContext::launch_error();
+    if (!error.empty()) return error;
   }
   return {};
 }
 
-std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_handle) {
-  if (request.count == 0) return {};
-  DeviceGuard guard(device);
-  if (guard.status() != cudaSuccess) return cuda_message(guard.status());
-  int sm_count = 0;
-  cudaError_t status = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (status != cudaSuccess) return cuda_message(status);
-  const auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  const bool supported =
-      dispatch_transform(request.kind, request.dtype, KernelLaunch{request, sm_count, stream});
-  if (!supported) return "unsupported (kind, dtype) pair";
-  status = cudaGetLastError();
-  return status == cudaSuccess ? std::string() : cuda_message(status);
+std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr_t stream_handle) {
+  uint64_t total = 1;
+  for (int dim = 0; dim < request.ndim; ++dim) total *= request.sizes[dim];
+  if (total == 0) return {};
+  const LaunchContext context(device, stream_handle);
+  if (!context.error().empty()) return context.error();
+  if (!dispatch_transform(request.kind, request.dtype, StridedLaunch{request, total, context})) return kUnsupported;
+  return LaunchContext::launch_error();
 }
 
 int cuda_device_count(std::string* error) {
