@@ -26,7 +26,10 @@ _MAX_NUMEL = (1 << 63) - 1
 def _parse_size(size: tuple[object, ...], function: str) -> tuple[int, ...]:
     if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
         size = tuple(size[0])
-    dims = tuple(_layout.as_int(dim, f"{function}: size") for dim in size)
+    if all(type(dim) is int for dim in size):  # the common case, without a call per dimension
+        dims = tuple(size)
+    else:
+        dims = tuple(_layout.as_int(dim, f"{function}: size") for dim in size)
     for dim in dims:
         if dim < 0:
             raise ValueError(f"{function}: negative dimension {dim} in size {list(dims)}")
@@ -93,6 +96,11 @@ def _prepare_output(
         if dtype is None:
             dtype = torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype()
         _check_dtype(dtype, kind, function)
+        if device is None:  # torch's default device, without the cost of torch.get_default_device()
+            target = torch.empty(size, dtype=dtype)
+            if target.device.type != "cpu":
+                _resolve_device(target.device)
+            return target
         return torch.empty(size, dtype=dtype, device=_resolve_device(device))
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{function}: out must be a torch.Tensor, got {type(out).__name__}")
