@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check for a machine with an NVIDIA GPU and no network, where python3 already has torch, numpy,
 # cmake, ninja, pybind11, scikit-build-core and pytest. Builds the extension in place, runs the
-# CUDA tests, and prints the CPU/CUDA comparison table and a throughput line. About 2-4 minutes.
+# CUDA tests (diffusers ones too if benchmarks/wheels was carried), and prints the CPU/CUDA table,
+# detnoise verify, and the throughput and diffusers-speed tables. About 3-5 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -28,9 +29,10 @@ python3 -m pytest -q -p no:cacheprovider -W "ignore::DeprecationWarning" tests/t
   tests/test_randn_tensor.py tests/test_diffusers_pipelines.py 2>&1 | tail -n 25
 tests_status=${PIPESTATUS[0]}
 
-stamp "CPU vs CUDA table"
+stamp "CPU vs CUDA table, then detnoise verify (golden digests on CUDA, random CPU/CUDA draws)"
 python3 -m detnoise.cli check --seed 0
 check_status=$?
+python3 -m detnoise.cli verify || check_status=1
 
 stamp "throughput (benchmarks/run.py, GPU part)"
 python3 benchmarks/run.py --device cuda --quick --memory || true
