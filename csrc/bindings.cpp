@@ -18,13 +18,24 @@ namespace py = pybind11;
 
 namespace {
 
+// Element range [first, first + count) of a draw at block `offset`: refuses ranges whose element
+// or block indices would wrap past 2^64, so no kernel ever computes a wrapped bound.
+void check_draw_range(int dtype, uint64_t first, uint64_t count, uint64_t offset) {
+  if (count == 0) return;
+  const uint64_t per_block = dtype == static_cast<int>(detnoise::DType::kFloat64) ? 2 : 4;
+  if (first > UINT64_MAX - count + 1 || first + (count - 1) > UINT64_MAX - per_block)
+    throw std::overflow_error("element range passes 2^64");
+  const uint64_t last_block = (first + count - 1) / per_block;
+  if (last_block > UINT64_MAX - offset) throw std::overflow_error("draw passes block 2^64 of the stream");
+}
+
 detnoise::FillRequest make_request(int kind, int dtype, uintptr_t out, uint64_t count,
                                    uint64_t first_element, uint64_t seed, uint64_t stream,
                                    uint64_t offset) {
   if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0 (bits), 1 (uniform) or 2 (normal)");
   if (dtype < 0 || dtype > 4) throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
   if (count > 0 && out == 0) throw std::invalid_argument("output address is null");
-  if (first_element + count < first_element) throw std::overflow_error("element range passes 2^64");
+  check_draw_range(dtype, first_element, count, offset);
   return {static_cast<detnoise::Kind>(kind), static_cast<detnoise::DType>(dtype),
           reinterpret_cast<void*>(out), count, first_element, seed, stream, offset};
 }
@@ -67,16 +78,18 @@ std::vector<detnoise::RowDraw> row_draws(const std::vector<uint64_t>& seeds,
   return draws;
 }
 
-void check_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements, size_t rows) {
-  if (rows != 0 && row_elements > UINT64_MAX / rows) throw std::overflow_error("batch too large");
-  make_request(kind, dtype, out, row_elements * rows, 0, 0, 0, 0);
+void check_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
+                const std::vector<detnoise::RowDraw>& draws) {
+  if (!draws.empty() && row_elements > UINT64_MAX / draws.size()) throw std::overflow_error("batch too large");
+  make_request(kind, dtype, out, row_elements * draws.size(), 0, 0, 0, 0);
+  for (const auto& draw : draws) check_draw_range(dtype, 0, row_elements, draw.offset);
 }
 
 void fill_cpu_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
                    const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& streams,
                    const std::vector<uint64_t>& offsets, int num_threads, int path) {
   const auto draws = row_draws(seeds, streams, offsets);
-  check_rows(kind, dtype, out, row_elements, draws.size());
+  check_rows(kind, dtype, out, row_elements, draws);
   const auto chosen = cpu_path(path);
   bool supported;
   {
@@ -94,6 +107,20 @@ detnoise::StridedRequest strided_request(int kind, int dtype, uintptr_t out, con
   if (sizes.empty() || sizes.size() != strides.size() || sizes.size() > detnoise::kMaxStridedDims)
     throw std::invalid_argument("strided draws take 1 to 8 dimensions with one stride each");
   make_request(kind, dtype, out, 0, 0, seed, stream, offset);
+  // The largest element index the selection reaches must not wrap, nor pass block 2^64.
+  uint64_t last = base, total = 1;
+  for (size_t dim = 0; dim < sizes.size(); ++dim) {
+    uint64_t reach = 0;
+    if (sizes[dim] == 0) total = 0;
+    if (sizes[dim] > 0 && (__builtin_mul_overflow(sizes[dim] - 1, strides[dim], &reach) ||
+                           __builtin_add_overflow(last, reach, &last)))
+      throw std::overflow_error("strided selection passes element 2^64");
+    if (__builtin_mul_overflow(total, sizes[dim], &total)) throw std::overflow_error("selection too large");
+  }
+  if (total > 0) {
+    if (out == 0) throw std::invalid_argument("output address is null");
+    check_draw_range(dtype, last, 1, offset);
+  }
   detnoise::StridedRequest request{};
   request.kind = static_cast<detnoise::Kind>(kind);
   request.dtype = static_cast<detnoise::DType>(dtype);
@@ -148,7 +175,7 @@ void fill_cuda_rows(int kind, int dtype, uintptr_t out, uint64_t row_elements,
                     const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& streams,
                     const std::vector<uint64_t>& offsets, int device, uintptr_t cuda_stream) {
   const auto draws = row_draws(seeds, streams, offsets);
-  check_rows(kind, dtype, out, row_elements, draws.size());
+  check_rows(kind, dtype, out, row_elements, draws);
   std::string error;
   {
     py::gil_scoped_release release;

@@ -81,7 +81,8 @@ class _Reservation:
         self.generator = generator
         self.blocks = blocks
         if isinstance(generator, Generator):
-            self.seed, self.stream, self.offset = generator._reserve(blocks)
+            self._taken = generator._reserve(blocks)
+            self.seed, self.stream, self.offset = self._taken.seed, self._taken.stream, self._taken.start
             return
         with _adopted_lock:
             seed = generator.initial_seed()
@@ -96,17 +97,23 @@ class _Reservation:
                 fresh = record.fresh_state if record.fresh_state is not None else _fresh_state(generator, seed)
                 offset = 0 if torch.equal(state, fresh) else record.next_block
             _layout.check_room(offset, blocks)
-            self._undo = (record, state)
             _nudge(generator)
-            _adopted[generator] = _AdoptedStream(seed, offset + blocks, generator.get_state(), fresh)
+            self._made = _AdoptedStream(seed, offset + blocks, generator.get_state(), fresh)
+            self._undo = (record, state)
+            _adopted[generator] = self._made
         self.seed, self.stream, self.offset = seed, 0, offset
 
     def undo(self) -> None:
+        """Gives the blocks back, unless the generator was used or changed since they were taken."""
         if isinstance(self.generator, Generator):
-            self.generator._unreserve(self.offset, self.blocks)
+            self.generator._unreserve(self._taken)
             return
         record, state = self._undo
         with _adopted_lock:
+            untouched = _adopted.get(self.generator) is self._made and torch.equal(
+                self.generator.get_state(), self._made.state_left)
+            if not untouched:
+                return
             self.generator.set_state(state)
             if record is None:
                 _adopted.pop(self.generator, None)
@@ -193,7 +200,9 @@ def randn_tensor(
     draw_device = device if device.type in ("cpu", "cuda") else torch.device("cpu")
     generators = _resolve_generators(generator, dims[0] if dims else None)
     out = torch.empty(dims, dtype=dtype, device=draw_device)
-    if isinstance(generators, list):
+    if isinstance(generators, list) and out.numel() == 0:
+        pass  # an empty batch (or empty rows): nothing to draw, no generator advances
+    elif isinstance(generators, list):
         row_blocks = _layout.blocks_for(out.numel() // len(generators), dtype)
         reservations: list[_Reservation] = []
         try:
@@ -243,14 +252,16 @@ class DiffusersPatch:
     original: Callable[..., torch.Tensor]
     rebound: list[str] = field(default_factory=list)
     active: bool = True
+    holders: int = 1  # patch_diffusers() calls not yet matched by leaving their with block
 
     def __enter__(self) -> DiffusersPatch:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        unpatch_diffusers()
+        _release(self)
 
     def unpatch(self) -> None:
+        """Restores diffusers' randn_tensor now, whoever else holds the patch."""
         unpatch_diffusers()
 
 
@@ -278,8 +289,9 @@ def patch_diffusers() -> DiffusersPatch:
 
     Replaces ``diffusers.utils.torch_utils.randn_tensor`` first, so modules imported later pick up
     detnoise's, then rebinds ``randn_tensor`` in every loaded diffusers module that holds the
-    original. Patching twice is harmless (the same handle comes back). ``unpatch_diffusers()``, or
-    leaving the ``with`` block, restores every binding.
+    original. Patching twice is harmless: the same handle comes back, and nested ``with`` blocks
+    unpatch only when the outermost one ends. ``unpatch_diffusers()`` restores every binding at
+    once.
 
     >>> import detnoise
     >>> with detnoise.patch_diffusers() as patch:   # doctest: +SKIP
@@ -288,6 +300,7 @@ def patch_diffusers() -> DiffusersPatch:
     global _patch
     with _patch_lock:
         if _patch is not None:
+            _patch.holders += 1
             return _patch
         torch_utils = _torch_utils()
         original = torch_utils.randn_tensor
@@ -306,6 +319,17 @@ def patch_diffusers() -> DiffusersPatch:
                 patch.rebound.append(name)
         _patch = patch
         return patch
+
+
+def _release(patch: DiffusersPatch) -> None:
+    """Leaving one ``with patch_diffusers()`` block: unpatches when no enclosing block remains."""
+    with _patch_lock:
+        if _patch is not patch:
+            return
+        patch.holders -= 1
+        if patch.holders > 0:
+            return
+    unpatch_diffusers()
 
 
 def unpatch_diffusers() -> None:

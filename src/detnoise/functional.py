@@ -33,6 +33,8 @@ def _parse_size(size: tuple[object, ...], function: str) -> tuple[int, ...]:
     for dim in dims:
         if dim < 0:
             raise ValueError(f"{function}: negative dimension {dim} in size {list(dims)}")
+        if dim > _MAX_NUMEL:
+            raise ValueError(f"{function}: dimension {dim} in size {list(dims)} is larger than a tensor can hold (2**63 - 1)")
     numel = 1
     for dim in dims:
         numel *= dim
@@ -83,42 +85,73 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return True
 
 
+def _resolve_dtype(kind: int, dtype: torch.dtype | None, out: torch.Tensor | None, function: str) -> torch.dtype:
+    """The draw's dtype: ``dtype``, else out's, else uint32 for bits or torch's default float."""
+    if out is not None:
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{function}: out must be a torch.Tensor, got {type(out).__name__}")
+        if dtype is not None and dtype != out.dtype:
+            raise TypeError(f"{function}: dtype {dtype} does not match the dtype of out ({out.dtype})")
+        dtype = out.dtype
+    elif dtype is None:
+        dtype = torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype()
+    _check_dtype(dtype, kind, function)
+    return dtype
+
+
+def _check_out(function: str, out: torch.Tensor, device: DeviceArg, traced: bool = False) -> None:
+    """What torch refuses for an out= tensor, and a device that does not match. (Under tracing,
+    inference-tensor checks are torch.compile's own business: is_inference() is not traceable.)"""
+    _resolve_device(out.device)
+    if device is not None and not _same_device(_resolve_device(device), out.device):
+        raise ValueError(f"{function}: device {device} does not match the device of out ({out.device})")
+    if out.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"{function}: out= arguments don't support automatic differentiation, but out requires grad")
+    if not traced:
+        _check_writable(out, function)
+
+
+def _check_writable(tensor: torch.Tensor, function: str) -> None:
+    if tensor.is_inference() and not torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{function}: inplace update to inference tensor outside InferenceMode is not allowed")
+
+
 def _prepare_output(
     function: str,
     kind: int,
     size: tuple[int, ...],
-    dtype: torch.dtype | None,
+    dtype: torch.dtype,
     device: DeviceArg,
     out: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Validates everything a draw needs and returns the tensor to fill (``out`` resized, or new)."""
+    """The tensor to fill: ``out`` (checked and resized), or a new one. ``dtype`` is resolved."""
     if out is None:
-        if dtype is None:
-            dtype = torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype()
-        _check_dtype(dtype, kind, function)
         if device is None:  # torch's default device, without the cost of torch.get_default_device()
             target = torch.empty(size, dtype=dtype)
             if target.device.type != "cpu":
                 _resolve_device(target.device)
             return target
         return torch.empty(size, dtype=dtype, device=_resolve_device(device))
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{function}: out must be a torch.Tensor, got {type(out).__name__}")
-    if dtype is not None and dtype != out.dtype:
-        raise TypeError(f"{function}: dtype {dtype} does not match the dtype of out ({out.dtype})")
-    _check_dtype(out.dtype, kind, function)
-    _resolve_device(out.device)
-    if device is not None and not _same_device(_resolve_device(device), out.device):
-        raise ValueError(f"{function}: device {device} does not match the device of out ({out.device})")
+    _check_out(function, out, device)
     if tuple(out.shape) != size:
         out.resize_(size)
     return out
+
+
+def _numel(dims: tuple[int, ...]) -> int:
+    numel = 1
+    for dim in dims:
+        numel *= dim
+    return numel
 
 
 def _fill(kind: int, target: torch.Tensor, seed: int, stream: int, offset: int) -> None:
     """Writes the draw into ``target`` in its logical element order (any strides)."""
     if target.is_contiguous():
         _native.launch(kind, target, seed, stream, offset)
+        # The kernel wrote through data_ptr(): tell autograd, as any in-place op does, so a saved
+        # tensor overwritten here fails backward() instead of giving wrong gradients.
+        torch.autograd.graph.increment_version(target)
         return
     # Strided or overlapping views: fill a contiguous copy in logical order, then scatter it.
     dense = torch.empty(target.shape, dtype=target.dtype, device=target.device)
@@ -142,12 +175,11 @@ def _draw_eagerly(kind: int, target: torch.Tensor, generator: Generator | None, 
             f"{function}: generator must be a detnoise.Generator, got {type(generator).__name__}; "
             "make one with detnoise.Generator(device).manual_seed(seed)"
         )
-    blocks = _layout.blocks_for(target.numel(), target.dtype)
-    seed, stream, start = generator._reserve(blocks)
+    taken = generator._reserve(_layout.blocks_for(target.numel(), target.dtype))
     try:
-        _fill(kind, target, seed, stream, start)
+        _fill(kind, target, taken.seed, taken.stream, taken.start)
     except BaseException:
-        generator._unreserve(start, blocks)
+        generator._unreserve(taken)
         raise
 
 
@@ -168,6 +200,10 @@ def _generate(
     if layout != torch.strided:
         raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
     dims = _parse_size(size, function)
+    dtype = _resolve_dtype(kind, dtype, out, function)
+    if isinstance(generator, Generator) and not torch.compiler.is_compiling():
+        # Fail before touching out; the reservation checks again (atomically).
+        _layout.check_room(generator.offset, _layout.blocks_for(_numel(dims), dtype))
     target = _prepare_output(function, kind, dims, dtype, device, out)
     _draw_with_generator(kind, target, generator, function)
     if requires_grad:
@@ -311,6 +347,7 @@ def _check_fill_target(tensor: object, function: str) -> torch.Tensor:
         raise TypeError(f"{function}: tensor must be a torch.Tensor, got {type(tensor).__name__}")
     _check_dtype(tensor.dtype, _native.KIND_NORMAL, function)
     _resolve_device(tensor.device)
+    _check_writable(tensor, function)
     return tensor
 
 
@@ -380,10 +417,11 @@ def _functional(
     seed_value = _layout.normalize_seed(seed)
     stream_value = _layout.normalize_seed(stream, "stream")
     offset_value = _layout.normalize_offset(offset)
+    dtype = _resolve_dtype(kind, dtype, out, function)
+    _layout.check_room(offset_value, _layout.blocks_for(_numel(dims), dtype))
     if torch.compiler.is_compiling():
         return _traced(function, kind, dims, seed_value, stream_value, offset_value, dtype, device, out)
     target = _prepare_output(function, kind, dims, dtype, device, out)
-    _layout.check_room(offset_value, _layout.blocks_for(target.numel(), target.dtype))
     _fill(kind, target, seed_value, stream_value, offset_value)
     return target
 
@@ -395,28 +433,29 @@ def _traced(
     seed: int,
     stream: int,
     offset: int,
-    dtype: torch.dtype | None,
+    dtype: torch.dtype,
     device: DeviceArg,
     out: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The draw as the custom op detnoise::draw, for torch.compile (see detnoise.ops)."""
+    """The draw as the custom op detnoise::draw, for torch.compile (see detnoise.ops); the same
+    checks and out= behaviour as eager mode (dtype and room were checked by the caller)."""
     from detnoise import ops
 
-    if dtype is None:
-        dtype = out.dtype if out is not None else (torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype())
-    _check_dtype(dtype, kind, function)
     if device is not None:
         target_device = torch.device(device)
     elif out is not None:
         target_device = out.device
     else:
         target_device = torch.empty(0).device  # the default device; get_default_device() is not traceable
-    numel = 1
-    for dim in dims:
-        numel *= dim
-    _layout.check_room(offset, _layout.blocks_for(numel, dtype))
+    if out is not None:
+        _check_out(function, out, device, traced=True)
     result = ops.draw(kind, list(dims), ops.as_int64(seed), ops.as_int64(stream), ops.as_int64(offset), dtype, target_device)
     if out is not None:
+        if tuple(out.shape) != dims:  # dynamo cannot resize a graph input: say so rather than broadcast
+            raise ValueError(
+                f"{function}: under torch.compile, out must already have the drawn shape {list(dims)}, "
+                f"got {list(out.shape)} (eager mode resizes it)"
+            )
         out.copy_(result)
         return out
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -19,6 +19,16 @@ _STATE_MAGIC = b"DN"
 _STATE_VERSION = 1
 _STATE_FORMAT = "<2sBBQQQ"  # magic, version, reserved (0), seed, stream, offset
 _STATE_SIZE = struct.calcsize(_STATE_FORMAT)
+
+
+class BlockReservation(NamedTuple):
+    """Blocks [start, start + blocks) of (seed, stream), taken at state change number ``epoch``."""
+
+    seed: int
+    stream: int
+    start: int
+    blocks: int
+    epoch: int
 
 
 class Generator(torch.Generator):
@@ -68,6 +78,7 @@ class Generator(torch.Generator):
         self._seed = 0
         self._stream = 0
         self._offset = 0
+        self._epoch = 0  # bumped under the lock by every state change, so rollbacks can tell
         self.manual_seed(_layout.DEFAULT_SEED if seed is None else seed)
 
     # ---- seeding ---------------------------------------------------------------------------
@@ -78,6 +89,7 @@ class Generator(torch.Generator):
         super().manual_seed(value)
         with self._lock:
             self._seed, self._stream, self._offset = value, 0, 0
+            self._epoch += 1
         return self
 
     def initial_seed(self) -> int:
@@ -107,6 +119,7 @@ class Generator(torch.Generator):
         checked = _layout.normalize_offset(value)
         with self._lock:
             self._offset = checked
+            self._epoch += 1
 
     def get_state(self) -> torch.Tensor:
         """The state as a 28-byte ``torch.uint8`` tensor (versioned; see docs/SPEC.md §3)."""
@@ -119,21 +132,24 @@ class Generator(torch.Generator):
         seed, stream, offset = _unpack_state(new_state)
         with self._lock:
             self._seed, self._stream, self._offset = seed, stream, offset
+            self._epoch += 1
         return self
 
-    def _reserve(self, blocks: int) -> tuple[int, int, int]:
-        """Atomically takes ``blocks`` blocks: returns (seed, stream, first block); raises past 2**64."""
+    def _reserve(self, blocks: int) -> BlockReservation:
+        """Atomically takes ``blocks`` blocks; raises (changing nothing) if they pass block 2**64."""
         with self._lock:
             start = self._offset
             _layout.check_room(start, blocks)
             self._offset = start + blocks
-            return self._seed, self._stream, start
+            self._epoch += 1
+            return BlockReservation(self._seed, self._stream, start, blocks, self._epoch)
 
-    def _unreserve(self, start: int, blocks: int) -> None:
-        """Gives back blocks taken for a draw that failed, unless another draw came after it."""
+    def _unreserve(self, reservation: BlockReservation) -> None:
+        """Gives back the blocks of a draw that failed, if nothing has changed the state since."""
         with self._lock:
-            if self._offset == start + blocks:
-                self._offset = start
+            if self._epoch == reservation.epoch:
+                self._offset = reservation.start
+                self._epoch += 1
 
     def _snapshot(self) -> tuple[int, int, int]:
         with self._lock:
@@ -174,14 +190,15 @@ class Generator(torch.Generator):
         count = _layout.as_int(n, "n")
         if count < 0:
             raise ValueError(f"spawn needs n >= 0, got {count}")
-        seed, stream, start = self._reserve(count)
-        return [self._with_state(seed, _layout.spawn_stream(seed, stream, start + j), 0) for j in range(count)]
+        taken = self._reserve(count)
+        return [self._with_state(taken.seed, _layout.spawn_stream(taken.seed, taken.stream, taken.start + j), 0)
+                for j in range(count)]
 
     # ---- Python protocols ------------------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        base_state = torch.Generator.get_state(self) if self.device.type == "cpu" else None
-        return (_rebuild, (str(self.device), bytes(self.get_state().tolist()), base_state))
+        # torch's get_state() is a CPU byte tensor for every device, so the base state always travels.
+        return (_rebuild, (str(self.device), bytes(self.get_state().tolist()), torch.Generator.get_state(self)))
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         return self.__reduce__()

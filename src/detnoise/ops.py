@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from detnoise import _native
+from detnoise import _layout, _native
 
 _U64 = 1 << 64
 
@@ -34,6 +34,7 @@ def as_uint64(value: int) -> int:
 @torch.library.custom_op("detnoise::draw", mutates_args=())
 def draw(kind: int, size: list[int], seed: int, stream: int, offset: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(size, dtype=dtype, device=device)
+    _layout.check_room(as_uint64(offset), _layout.blocks_for(out.numel(), dtype))  # never wrap past block 2**64
     _native.launch(kind, out, as_uint64(seed), as_uint64(stream), as_uint64(offset))
     return out
 

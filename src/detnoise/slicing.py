@@ -46,7 +46,10 @@ def _plan(global_shape: tuple[int, ...], index: Index, function: str) -> tuple[t
             length = len(range(start, stop, step))
             base += start * row_major[dim] if length else 0
             shape.append(length)
-            strides.append(step * row_major[dim])
+            strides.append(step * row_major[dim] if length > 1 else 0)  # one element: the step is moot
+        elif item is None or isinstance(item, bool):
+            raise TypeError(f"{function}: index items must be ints, slices or ..., got {item!r} "
+                            "(None and bool indices add dimensions in torch; randn_slice does not)")
         else:
             try:
                 position = operator.index(item)
@@ -97,14 +100,13 @@ def _slice(
     numel = 1
     for dim in dims:
         numel *= dim
-    blocks = _layout.blocks_for(numel, dtype)
-    seed, stream, start = generator._reserve(blocks)
+    taken = generator._reserve(_layout.blocks_for(numel, dtype))
     try:
         if not sizes:  # every dimension indexed by an int: one element
             sizes, strides = [1], [0]
-        _native.launch_strided(kind, out, sizes, strides, base, seed, stream, start)
+        _native.launch_strided(kind, out, sizes, strides, base, taken.seed, taken.stream, taken.start)
     except BaseException:
-        generator._unreserve(start, blocks)
+        generator._unreserve(taken)
         raise
     return out
 
