@@ -25,6 +25,7 @@ from typing import Any, Callable, Union
 import torch
 
 from detnoise import _layout, _native
+from detnoise.functional import _parse_size
 from detnoise.generator import Generator
 
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
@@ -187,7 +188,9 @@ def randn_tensor(
     """
     if torch.compiler.is_compiling():  # generator bookkeeping is Python state: graph-break here
         return _randn_tensor_eagerly(shape, generator, device, dtype, layout)
-    dims = _shape(shape)
+    if not isinstance(shape, (int, tuple, list, torch.Size)):
+        raise TypeError(f"randn_tensor: shape must be a tuple or list of ints, got {type(shape).__name__}")
+    dims = _parse_size((shape,), "randn_tensor")
     layout = layout or torch.strided
     if layout != torch.strided:
         raise NotImplementedError(f"randn_tensor: layout {layout} is not supported (only torch.strided)")
@@ -229,17 +232,6 @@ def randn_tensor(
 
 
 _randn_tensor_eagerly = torch.compiler.disable(randn_tensor)
-
-
-def _shape(shape: object) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list, torch.Size)):
-        raise TypeError(f"randn_tensor: shape must be a tuple or list of ints, got {type(shape).__name__}")
-    dims = tuple(_layout.as_int(dim, "randn_tensor: shape") for dim in shape)
-    if any(dim < 0 for dim in dims):
-        raise ValueError(f"randn_tensor: negative dimension in shape {list(dims)}")
-    return dims
 
 
 # ---- patching diffusers ---------------------------------------------------------------------

@@ -35,9 +35,7 @@ def _parse_size(size: tuple[object, ...], function: str) -> tuple[int, ...]:
             raise ValueError(f"{function}: negative dimension {dim} in size {list(dims)}")
         if dim > _MAX_NUMEL:
             raise ValueError(f"{function}: dimension {dim} in size {list(dims)} is larger than a tensor can hold (2**63 - 1)")
-    numel = 1
-    for dim in dims:
-        numel *= dim
+    numel = _numel(dims)
     if numel > _MAX_NUMEL:
         raise ValueError(f"{function}: size {list(dims)} has {numel} elements, more than a tensor can hold (2**63 - 1)")
     return dims
@@ -162,7 +160,7 @@ def _fill(kind: int, target: torch.Tensor, seed: int, stream: int, offset: int) 
 
 def _draw_with_generator(kind: int, target: torch.Tensor, generator: Generator | None, function: str) -> None:
     if torch.compiler.is_compiling():  # a stateful draw is not traceable: graph-break (detnoise.ops)
-        _draw_with_generator_eagerly(kind, target, generator, function)
+        _draw_outside_compile(kind, target, generator, function)
     else:
         _draw_eagerly(kind, target, generator, function)
 
@@ -183,7 +181,7 @@ def _draw_eagerly(kind: int, target: torch.Tensor, generator: Generator | None, 
         raise
 
 
-_draw_with_generator_eagerly = torch.compiler.disable(_draw_eagerly)
+_draw_outside_compile = torch.compiler.disable(_draw_eagerly)  # dynamo runs it eagerly (graph break)
 
 
 def _generate(

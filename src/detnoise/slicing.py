@@ -14,7 +14,7 @@ from typing import Union
 import torch
 
 from detnoise import _layout, _native
-from detnoise.functional import DeviceArg, _check_dtype, _parse_size, _resolve_device
+from detnoise.functional import DeviceArg, _check_dtype, _numel, _parse_size, _resolve_device
 from detnoise.generator import Generator, default_generator
 
 Index = Union[int, slice, type(Ellipsis), Sequence[Union[int, slice, type(Ellipsis)]]]
@@ -97,10 +97,7 @@ def _slice(
     elif not isinstance(generator, Generator):
         raise TypeError(f"{function}: generator must be a detnoise.Generator, got {type(generator).__name__}")
     out = torch.empty(result_shape, dtype=dtype, device=_resolve_device(device))
-    numel = 1
-    for dim in dims:
-        numel *= dim
-    taken = generator._reserve(_layout.blocks_for(numel, dtype))
+    taken = generator._reserve(_layout.blocks_for(_numel(dims), dtype))
     try:
         if not sizes:  # every dimension indexed by an int: one element
             sizes, strides = [1], [0]
