@@ -199,8 +199,8 @@ def _generate(
         raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
     dims = _parse_size(size, function)
     dtype = _resolve_dtype(kind, dtype, out, function)
-    if isinstance(generator, Generator) and not torch.compiler.is_compiling():
-        # Fail before touching out; the reservation checks again (atomically).
+    if out is not None and isinstance(generator, Generator) and not torch.compiler.is_compiling():
+        # Fail before resizing the caller's out; the reservation checks again (atomically).
         _layout.check_room(generator.offset, _layout.blocks_for(_numel(dims), dtype))
     target = _prepare_output(function, kind, dims, dtype, device, out)
     _draw_with_generator(kind, target, generator, function)
