@@ -62,3 +62,30 @@ def test_bad_path_names(restore_settings) -> None:
     if "avx2" not in PATHS:
         with pytest.raises(RuntimeError):
             detnoise.set_cpu_path("avx2")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_float16_subnormal_and_zero_results(restore_settings, path: str) -> None:
+    # The vector float16 narrowing hands lanes below 2^-14 (float16 subnormals and zeros) to the
+    # scalar code; this draw has both (uniform zeros are k = 0 words).
+    n = 1 << 19
+    want_normal = reference.normal(n, "float16", 9, 0, 0)
+    want_uniform = reference.uniform(n, "float16", 9, 0, 0)
+    subnormal = (want_normal.view("uint16") & 0x7C00) == 0
+    assert subnormal.sum() > 5 and (want_uniform == 0).sum() > 5
+    detnoise.set_cpu_path(path)
+    assert_bits_equal(detnoise.normal(n, seed=9, dtype=torch.float16), want_normal, path)
+    assert_bits_equal(detnoise.uniform(n, seed=9, dtype=torch.float16), want_uniform, path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_flush_denormal_mode_changes_nothing(restore_settings, path: str) -> None:
+    detnoise.set_cpu_path(path)
+    expected = {name: detnoise.normal(4099, seed=1, dtype=dtype) for name, dtype in DTYPES.items()}
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        for name, dtype in DTYPES.items():
+            assert_bits_equal(detnoise.normal(4099, seed=1, dtype=dtype), expected[name], name)
+    finally:
+        torch.set_flush_denormal(False)
