@@ -25,7 +25,7 @@ from conftest import raw_bits
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("DETNOISE_REQUIRE_TOOLCHAINS") == "1"
 SOURCES = [ROOT / "tests" / "native" / "digest_driver.cpp", ROOT / "csrc" / "cpu" / "fill_cpu.cpp",
-           ROOT / "csrc" / "cpu" / "path_baseline.cpp"]
+           ROOT / "csrc" / "cpu" / "path_baseline.cpp", ROOT / "csrc" / "cpu" / "thread_pool.cpp"]
 AVX2_SOURCE = ROOT / "csrc" / "cpu" / "path_avx2.cpp"  # x86-64 targets only, with its own flags
 EXACT = ["-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-pthread"]
 INCLUDES = [f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'tests' / 'native'}"]

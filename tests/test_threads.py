@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+import threading
+import warnings
+
 import pytest
 import torch
 
@@ -42,3 +48,56 @@ def test_bad_thread_counts(restore_threads, bad: int) -> None:
         detnoise.set_num_threads(bad)
     with pytest.raises(TypeError):
         detnoise.set_num_threads(2.0)  # type: ignore[arg-type]
+
+
+def test_concurrent_multithreaded_draws_share_the_pool(restore_threads) -> None:
+    # Eight Python threads, each draw split over three native threads: the pool serves all of
+    # them at once and every draw is still the one-thread result.
+    detnoise.set_num_threads(1)
+    n = 3 * 2**17 + 1
+    expected = [detnoise.normal(n, seed=seed) for seed in range(8)]
+    detnoise.set_num_threads(3)
+    results: dict[int, torch.Tensor] = {}
+
+    def worker(seed: int) -> None:
+        for _ in range(5):
+            results[seed] = detnoise.normal(n, seed=seed)
+            assert_bits_equal(results[seed], expected[seed], f"seed {seed}")
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == list(range(8))
+    for seed in range(8):
+        assert_bits_equal(results[seed], expected[seed], f"seed {seed}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_draws_with_threads(restore_threads) -> None:
+    # The parent's pool threads do not exist in a forked child (DataLoader workers are forked):
+    # the child must start its own pool rather than wait for threads that are gone.
+    detnoise.set_num_threads(3)
+    n = 3 * 2**17
+    expected = detnoise.normal(n, seed=4)  # starts the parent's pool
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() in a threaded process
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            value = detnoise.normal(n, seed=4)
+            os.write(write_end, b"ok" if torch.equal(value.view(torch.int32), expected.view(torch.int32)) else b"no")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 120)
+        answer = os.read(read_end, 2) if ready else b"hung"
+    finally:
+        os.close(read_end)
+        if answer == b"hung":
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert answer == b"ok"

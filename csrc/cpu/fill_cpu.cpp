@@ -1,15 +1,16 @@
 // fill_cpu.cpp — picks a CPU path (scalar, baseline-vectorised, AVX2) and splits a draw across
-// std::threads by block-aligned element ranges (or by rows for a batch).
+// the persistent thread pool by block-aligned element ranges (or by rows for a batch).
 #include "fill_cpu.h"
 
 #include <algorithm>
-#include <thread>
-#include <vector>
+
+#include "thread_pool.h"
 
 namespace detnoise {
 namespace {
 
-// Below this many elements per thread, starting a thread costs more than it saves.
+// Below this many elements per thread, handing work to another thread costs more than it saves
+// (so a 16K-element latent stays on the calling thread).
 constexpr uint64_t kMinElementsPerThread = 1u << 16;
 
 using RangeFill = bool (*)(const FillRequest&, uint64_t, uint64_t);
@@ -37,23 +38,6 @@ RangeFill range_fill(CpuPath path) {
 #endif
     default: return nullptr;
   }
-}
-
-// Runs work(0 .. workers-1), worker 0 on the calling thread. A thread that cannot be started has
-// its share done here rather than leave the output half-written.
-template <typename Work>
-void run_workers(uint64_t workers, const Work& work) {
-  std::vector<std::thread> threads;
-  threads.reserve(workers > 0 ? workers - 1 : 0);
-  for (uint64_t index = 1; index < workers; ++index) {
-    try {
-      threads.emplace_back(work, index);
-    } catch (...) {
-      work(index);
-    }
-  }
-  work(0);
-  for (auto& thread : threads) thread.join();
 }
 
 uint64_t worker_count(uint64_t elements, int num_threads) {
@@ -101,7 +85,7 @@ bool fill_cpu_strided(const StridedRequest& request, int num_threads, CpuPath pa
   const uint64_t rows = total / request.sizes[request.ndim - 1];
   const uint64_t workers = std::min<uint64_t>(worker_count(total, num_threads), rows);
   const uint64_t rows_per_worker = (rows + workers - 1) / workers;
-  run_workers(workers, [&](uint64_t index) {
+  parallel_for(workers, [&](uint64_t index) {
     const uint64_t first = index * rows_per_worker;
     const uint64_t last = std::min(rows, first + rows_per_worker);
     if (first < last) dispatch_transform(request.kind, request.dtype, StridedRowsFill{request, contiguous, first, last});
@@ -136,7 +120,7 @@ bool fill_cpu(const FillRequest& request, int num_threads, CpuPath path) {
   // Chunk boundaries fall on block boundaries so no block is computed twice.
   const uint64_t blocks = (end + per_block - 1) / per_block - begin / per_block;
   const uint64_t blocks_per_worker = (blocks + workers - 1) / workers;
-  run_workers(workers, [&](uint64_t index) {
+  parallel_for(workers, [&](uint64_t index) {
     const uint64_t first_block = begin / per_block + index * blocks_per_worker;
     const uint64_t chunk_begin = std::max(begin, first_block * per_block);
     const uint64_t chunk_end = std::min(end, (first_block + blocks_per_worker) * per_block);
@@ -154,7 +138,7 @@ bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, con
   if (!fill(probe, 0, 0)) return false;
   const uint64_t workers = std::min<uint64_t>(worker_count(rows * row_elements, num_threads), rows);
   const uint64_t rows_per_worker = (rows + workers - 1) / workers;
-  run_workers(workers, [&](uint64_t index) {
+  parallel_for(workers, [&](uint64_t index) {
     const uint64_t last = std::min(rows, (index + 1) * rows_per_worker);
     for (uint64_t row = index * rows_per_worker; row < last; ++row) {
       fill(row_request(kind, dtype, out, element_size(dtype), row_elements, row, draws[row]), 0, row_elements);
