@@ -305,7 +305,7 @@ template <> struct FusedAvx2<NormalF32> { using type = NormalF32Avx2; };
 template <> struct FusedAvx2<NormalF16> { using type = NormalNarrowAvx2<f16_bits_x8>; };
 template <> struct FusedAvx2<NormalBF16> { using type = NormalNarrowAvx2<bf16_bits_x8>; };
 
-// Partial blocks at either end and a tail shorter than eight blocks go through the scalar path.
+// A partial first block goes through the scalar path.
 template <typename Transform, typename Fused>
 void fill_fused(const FillRequest& request, uint64_t begin, uint64_t end) {
   using Storage = typename Transform::Storage;
@@ -318,15 +318,21 @@ void fill_fused(const FillRequest& request, uint64_t begin, uint64_t end) {
     fill_block_range<Transform>(request, element, aligned);
     element = aligned;
   }
-  if (end - element >= kStep) {
-    const PhiloxKeysAvx2 keys(request.seed, request.stream);
-    for (; end - element >= kStep; element += kStep) {
-      __m256i w[4];
-      philox8_avx2(keys, request.offset + element / 4, w);
-      Fused::store8(w, out + (element - request.first_element));
-    }
+  if (element == end) return;
+  const PhiloxKeysAvx2 keys(request.seed, request.stream);
+  __m256i w[4];
+  for (; end - element >= kStep; element += kStep) {
+    philox8_avx2(keys, request.offset + element / 4, w);
+    Fused::store8(w, out + (element - request.first_element));
   }
-  if (element < end) fill_block_range<Transform>(request, element, end);
+  if (element < end) {
+    // The last, partial step: eight blocks into a buffer, the part in range copied out (the
+    // blocks past the end wrap harmlessly modulo 2^64 and are thrown away).
+    alignas(32) Storage buffer[kStep];
+    philox8_avx2(keys, request.offset + element / 4, w);
+    Fused::store8(w, buffer);
+    std::copy(buffer, buffer + (end - element), out + (element - request.first_element));
+  }
 }
 
 struct Avx2Fill {

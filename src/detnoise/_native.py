@@ -119,22 +119,38 @@ def _run_on_device(out: torch.Tensor, on_cpu, on_cuda) -> None:
         if reason is not None:
             raise RuntimeError(f"detnoise: cannot draw on {out.device}: {reason}")
         index = out.device.index if out.device.index is not None else torch.cuda.current_device()
-        on_cuda(index, torch.cuda.current_stream(index).cuda_stream)
+        on_cuda(index, _raw_stream(index))
     else:
         raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{out.device}'")
 
 
+def _current_raw_stream(index: int) -> int:
+    return torch.cuda.current_stream(index).cuda_stream
+
+
+# The caller's current CUDA stream as an address, without making a torch.cuda.Stream object
+# (what torch's own compiled code calls); the public form where this torch lacks it.
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or _current_raw_stream
+
+
 def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, first_element: int = 0) -> None:
-    """Fills the contiguous tensor ``out`` with elements ``first_element ...`` of a draw."""
+    """Fills the contiguous tensor ``out`` with elements ``first_element ...`` of a draw.
+
+    Written out rather than through _run_on_device: this is every plain draw's path, and each
+    Python call costs a fraction of a small draw's time."""
     count = out.numel()
     if count == 0:
         return
-    args = (kind, _DTYPE_CODES[out.dtype], out.data_ptr(), count, first_element, seed, stream, offset)
-    _run_on_device(
-        out,
-        lambda threads, path: _core.fill_cpu(*args, threads, path),
-        lambda device, cuda_stream: _core.fill_cuda(*args, device, cuda_stream),
-    )
+    if out.is_cpu:
+        threads = _num_threads if _num_threads is not None else torch.get_num_threads()
+        _core.fill_cpu(kind, _DTYPE_CODES[out.dtype], out.data_ptr(), count, first_element, seed, stream, offset,
+                       threads, _CPU_PATH_CODES[_cpu_path])
+    elif out.is_cuda and _core.built_with_cuda:
+        index = out.get_device()  # a CUDA tensor's device always has an index
+        _core.fill_cuda(kind, _DTYPE_CODES[out.dtype], out.data_ptr(), count, first_element, seed, stream, offset,
+                        index, _raw_stream(index))
+    else:
+        _run_on_device(out, None, None)  # raises the error for this device
 
 
 def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]]) -> None:

@@ -31,6 +31,10 @@ class BlockReservation(NamedTuple):
     epoch: int
 
 
+# tuple.__new__ skips the NamedTuple constructor's argument handling (a few hundred ns per draw).
+_new_reservation = tuple.__new__
+
+
 class Generator(torch.Generator):
     """A counter-based Philox4x32-10 generator for detnoise draws; also a ``torch.Generator``.
 
@@ -139,10 +143,11 @@ class Generator(torch.Generator):
         """Atomically takes ``blocks`` blocks; raises (changing nothing) if they pass block 2**64."""
         with self._lock:
             start = self._offset
-            _layout.check_room(start, blocks)
+            if start + blocks > _layout.UINT64_LIMIT:
+                _layout.check_room(start, blocks)  # raises with the full message
             self._offset = start + blocks
             self._epoch += 1
-            return BlockReservation(self._seed, self._stream, start, blocks, self._epoch)
+            return _new_reservation(BlockReservation, (self._seed, self._stream, start, blocks, self._epoch))
 
     def _unreserve(self, reservation: BlockReservation) -> None:
         """Gives back the blocks of a draw that failed, if nothing has changed the state since."""
