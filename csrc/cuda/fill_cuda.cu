@@ -6,12 +6,35 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 namespace detnoise {
 namespace {
 
 constexpr int kThreadsPerBlock = 256;
+
+// One whole Philox block's values (16 bytes, or 8 for 16-bit formats) in one store when the address
+// allows it (every block of a draw that starts at element 0 of an allocation), else one per value.
+template <typename Storage, int kPerBlock>
+__device__ __forceinline__ void store_block(Storage* target, const Storage (&values)[kPerBlock]) {
+  constexpr int kBytes = static_cast<int>(sizeof(Storage)) * kPerBlock;
+  static_assert(kBytes == 16 || kBytes == 8, "a block is 16 or 8 bytes");
+  if (reinterpret_cast<uintptr_t>(target) % kBytes == 0) {
+    if constexpr (kBytes == 16) {
+      uint4 packed;
+      memcpy(&packed, values, kBytes);
+      *reinterpret_cast<uint4*>(target) = packed;
+    } else {
+      uint2 packed;
+      memcpy(&packed, values, kBytes);
+      *reinterpret_cast<uint2*>(target) = packed;
+    }
+  } else {
+#pragma unroll
+    for (int slot = 0; slot < kPerBlock; ++slot) target[slot] = values[slot];
+  }
+}
 
 // One thread per Philox block of the range. With offset_on_device set (CUDA-graph-safe draws), the
 // first block is read from device memory instead of request.offset.
@@ -34,9 +57,7 @@ __global__ void fill_kernel(FillRequest request, const uint64_t* offset_on_devic
       // Whole block: values stay in registers (constant indices) and go out in one pass.
       Storage values[kPerBlock];
       Transform::block(philox_block(request.seed, request.stream, request.offset + block), values);
-      Storage* target = out + (block_begin - begin);
-#pragma unroll
-      for (uint64_t slot = 0; slot < kPerBlock; ++slot) target[slot] = values[slot];
+      store_block(out + (block_begin - begin), values);
     } else {
       // A partial block at either end of the range.
       fill_block_range<Transform>(request, block_begin < begin ? begin : block_begin,
@@ -78,8 +99,7 @@ __global__ void fill_rows_kernel(RowsParams params) {
     if (first + kPerBlock <= params.row_elements) {
       Storage values[kPerBlock];
       Transform::block(philox_block(draw.seed, draw.stream, draw.offset + block), values);
-#pragma unroll
-      for (uint64_t slot = 0; slot < kPerBlock; ++slot) out[slot] = values[slot];
+      store_block(out, values);
     } else {
       const FillRequest request = row_request(params.kind, params.dtype, params.out,
                                               sizeof(Storage), params.row_elements, row, draw);
