@@ -22,6 +22,38 @@ def test_size_forms(size_args) -> None:
     assert_bits_equal(x, reference.normal(30, "float32", 1))
 
 
+@pytest.mark.parametrize("dtype_name", list(DTYPES))
+def test_plain_calls_equal_the_general_path(dtype_name: str) -> None:
+    # randn/rand/random_bits take a short path for plain calls (new output, int dims, a device seen
+    # before); out= and requires_grad take the general one. Same values, same generator advance.
+    dtype = DTYPES[dtype_name]
+    for function in (detnoise.randn, detnoise.rand):
+        g_plain, g_device, g_general = gen(3), gen(3), gen(3)
+        plain = function((3, 5, 7), generator=g_plain, dtype=dtype)
+        for _ in range(2):  # the second call finds "cpu" already checked
+            on_device = function(3, 5, 7, generator=gen(3), dtype=dtype, device="cpu")
+        function(3, 5, 7, generator=g_device, dtype=dtype, device=torch.device("cpu"))
+        general = function((3, 5, 7), generator=g_general, dtype=dtype, out=torch.empty(0, dtype=dtype))
+        graded = function((3, 5, 7), generator=gen(3), dtype=dtype, requires_grad=True)
+        assert_bits_equal(plain, general, function.__name__)
+        assert_bits_equal(on_device, general, function.__name__)
+        assert_bits_equal(graded.detach(), general, function.__name__)
+        blocks = 53 if dtype == torch.float64 else 27  # ceil(105 / 2) or ceil(105 / 4)
+        assert g_plain.offset == g_device.offset == g_general.offset == blocks
+    bits = detnoise.random_bits([4, 4], generator=gen(3))
+    assert_bits_equal(bits, reference.bits(16, 3).reshape(4, 4))
+
+
+def test_plain_call_past_the_end_of_the_stream_changes_nothing() -> None:
+    g = gen(8)
+    g.offset = 2**64 - 2
+    before = g.get_state()
+    with pytest.raises(ValueError, match="past the end of the stream"):
+        detnoise.randn(16, generator=g)
+    assert torch.equal(g.get_state(), before)
+    assert detnoise.randn(8, generator=g).shape == (8,) and g.offset == 2**64
+
+
 def test_scalar_and_empty_shapes() -> None:
     g = gen()
     assert detnoise.randn((), generator=g).shape == ()
