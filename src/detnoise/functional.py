@@ -197,22 +197,38 @@ _is_compiling = torch.compiler.is_compiling
 
 
 def _draw_fast(
-    kind: int, size: tuple[object, ...], generator: Generator | None, dtype: torch.dtype | None, device: DeviceArg
+    kind: int,
+    size: tuple[object, ...],
+    generator: Generator | None,
+    dtype: torch.dtype | None,
+    device: DeviceArg,
+    out: torch.Tensor | None,
 ) -> torch.Tensor | None:
-    """The common call (a new output, int dims, a device seen before, a detnoise generator or none,
-    eager mode) without the general path's layers, so a small latent's draw costs little more than
-    torch.empty and the kernel; None sends the call to the general path, which gives the errors."""
+    """The common calls without the general path's layers, so a small latent's draw costs little
+    more than torch.empty and the kernel: int dims, a detnoise generator or none, eager mode, and
+    either a new output on a device seen before or an ``out`` that already has the shape and dtype,
+    is contiguous, and needs no autograd or inference-mode decision. None sends the call to the
+    general path, which does everything else and raises the errors."""
     if _is_compiling():
         return None
     if generator is None:
         generator = default_generator
     elif not isinstance(generator, Generator):
         return None
+    if out is not None:
+        if type(out) is not torch.Tensor or device is not None:
+            return None
+        if dtype is None:
+            dtype = out.dtype
+        elif dtype is not out.dtype:
+            return None
     if kind == _native.KIND_BITS:
+        if dtype is not None and dtype is not torch.uint32:
+            return None
         dtype = torch.uint32
     elif dtype is None:
         dtype = torch.get_default_dtype()
-    elif dtype not in _FLOAT_DTYPE_SET:  # the general path raises the error
+    elif dtype not in _FLOAT_DTYPE_SET:
         return None
     if len(size) == 1 and type(size[0]) in _SIZE_TYPES:
         size = tuple(size[0])
@@ -223,8 +239,18 @@ def _draw_fast(
         numel *= dim
     if numel > _MAX_NUMEL or not size:
         return None
+    if out is not None:
+        if (
+            out.shape != size
+            or not out.is_contiguous()
+            or out.requires_grad
+            or out.is_inference()
+            or not (out.is_cpu or out.is_cuda)
+        ):
+            return None
+        target = out
     # torch.empty(*dims) parses faster than torch.empty(dims) (about 1 us less per call).
-    if device is None:
+    elif device is None:
         target = torch.empty(*size, dtype=dtype)
         if not target.is_cpu:  # a default device set with torch.set_default_device: full checks
             return None
@@ -233,13 +259,17 @@ def _draw_fast(
         if resolved is None:
             return None
         target = torch.empty(*size, dtype=dtype, device=resolved)
-    # A tensor made here is contiguous and nobody holds it for autograd: no version bump needed.
     taken = generator._reserve((numel + 1) >> 1 if dtype is torch.float64 else (numel + 3) >> 2)
     try:
         _native.launch(kind, target, taken[0], taken[1], taken[2])
     except BaseException:
         generator._unreserve(taken)
         raise
+    if out is not None:
+        # Written through data_ptr(): bump the version as any in-place op does, so a saved tensor
+        # overwritten here fails backward() instead of giving wrong gradients. (A tensor made
+        # here cannot have been saved.)
+        torch.autograd.graph.increment_version(out)
     return target
 
 
@@ -297,8 +327,8 @@ def randn(
     >>> torch.equal(a, b)
     True
     """
-    if out is None and layout is torch.strided and not requires_grad:
-        target = _draw_fast(_native.KIND_NORMAL, size, generator, dtype, device)
+    if layout is torch.strided and not requires_grad:
+        target = _draw_fast(_native.KIND_NORMAL, size, generator, dtype, device, out)
         if target is not None:
             return target
     return _generate("randn", _native.KIND_NORMAL, size, generator, out, dtype, layout, device, requires_grad)
@@ -325,8 +355,8 @@ def rand(
     >>> bool((u >= 0).all() and (u < 1).all())
     True
     """
-    if out is None and layout is torch.strided and not requires_grad:
-        target = _draw_fast(_native.KIND_UNIFORM, size, generator, dtype, device)
+    if layout is torch.strided and not requires_grad:
+        target = _draw_fast(_native.KIND_UNIFORM, size, generator, dtype, device, out)
         if target is not None:
             return target
     return _generate("rand", _native.KIND_UNIFORM, size, generator, out, dtype, layout, device, requires_grad)
@@ -346,10 +376,9 @@ def random_bits(
     >>> detnoise.random_bits(4, generator=detnoise.Generator(seed=0)).dtype
     torch.uint32
     """
-    if out is None:
-        target = _draw_fast(_native.KIND_BITS, size, generator, None, device)
-        if target is not None:
-            return target
+    target = _draw_fast(_native.KIND_BITS, size, generator, None, device, out)
+    if target is not None:
+        return target
     return _generate("random_bits", _native.KIND_BITS, size, generator, out, None, torch.strided, device, False)
 
 
