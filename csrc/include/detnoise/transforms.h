@@ -261,11 +261,13 @@ DETNOISE_HD void sincos_turn_f64(uint64_t y, double* sin_out, double* cos_out) {
 // ---- Box-Muller (SPEC §5.1) ------------------------------------------------------------------
 
 // u = RNE((x + 1/2) * 2^-32): never 0, and the radius resolves u down to 2^-33 (|z| <= 6.77).
+// Computed in float32 alone (no float64, which is slow on most GPUs): (x >> 8) * 2^-24 and
+// ((x & 255) + 1/2) * 2^-32 are both exact, so their one addition rounds the exact x + 1/2 once.
+// tests/native/uniform_exhaustive.cpp checks all 2^32 words against the float64 form of the spec.
 DETNOISE_HD float open_uniform_f32_from_bits(uint32_t x) {
-  // 2x + 1 < 2^33 is built exactly in float64 (via int32, which every SIMD unit converts), then
-  // rounded once to float32: the same value as converting the integer 2x + 1 directly.
-  const double x_exact = static_cast<double>(static_cast<int32_t>(x ^ 0x80000000u)) + 2147483648.0;
-  return static_cast<float>(x_exact * 2.0 + 1.0) * 0x1p-33f;
+  const float high = static_cast<float>(static_cast<int32_t>(x >> 8)) * 0x1p-24f;
+  const float low = static_cast<float>(static_cast<int32_t>(x & 0xFFu)) * 0x1p-32f + 0x1p-33f;
+  return high + low;
 }
 
 // u = ((word >> 12) + 1/2) * 2^-52, exact: never 0, never 1.
