@@ -296,6 +296,111 @@ struct NormalNarrowAvx2 {
   }
 };
 
+// ---- float64 normals, four lanes (normal_pair_f64 of transforms.h) ------------------------------
+// AVX2 has no int64 <-> double conversion; integers below 2^52 convert exactly by OR-ing them into
+// the mantissa of 2^52 and subtracting 2^52.
+
+inline __m256i set1q(uint64_t value) { return _mm256_set1_epi64x(static_cast<long long>(value)); }
+inline __m256d set1d(double value) { return _mm256_set1_pd(value); }
+
+inline __m256d small_u64_to_f64(__m256i value) {  // value < 2^52
+  return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(value, set1q(0x4330000000000000ull))), set1d(0x1p52));
+}
+
+// u = ((X >> 12) + 1/2) * 2^-52: X >> 12 < 2^52 converts exactly, adding 1/2 needs 53 bits (exact),
+// and the power of two is exact: the spec's (2 (X >> 12) + 1) * 2^-53.
+inline __m256d open_uniform_f64_x4(__m256i word) {
+  return _mm256_mul_pd(_mm256_add_pd(small_u64_to_f64(_mm256_srli_epi64(word, 12)), set1d(0.5)), set1d(0x1p-52));
+}
+
+// log_f64 with the high word handled inside the 64-bit lane: adding c << 32 changes only the high
+// word (no carry out of it for x <= 1), and (hx >> 20) is bits 52 and up.
+inline __m256d log_f64_x4(__m256d x) {
+  using namespace log_f64_coeff;
+  const __m256i bits = _mm256_add_epi64(_mm256_castpd_si256(x), set1q(static_cast<uint64_t>(0x3FF00000u - 0x3FE6A09Eu) << 32));
+  const __m256d dk = _mm256_sub_pd(small_u64_to_f64(_mm256_srli_epi64(bits, 52)), set1d(1023.0));
+  const __m256i mantissa = _mm256_add_epi64(_mm256_and_si256(bits, set1q(0x000FFFFFFFFFFFFFull)),
+                                            set1q(static_cast<uint64_t>(0x3FE6A09Eu) << 32));
+  const __m256d f = _mm256_sub_pd(_mm256_castsi256_pd(mantissa), set1d(1.0));
+  const __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(set1d(0.5), f), f);
+  const __m256d s = _mm256_div_pd(f, _mm256_add_pd(set1d(2.0), f));
+  const __m256d z = _mm256_mul_pd(s, s);
+  const __m256d w = _mm256_mul_pd(z, z);
+  __m256d t1 = _mm256_add_pd(set1d(kLg4), _mm256_mul_pd(w, set1d(kLg6)));
+  t1 = _mm256_mul_pd(w, _mm256_add_pd(set1d(kLg2), _mm256_mul_pd(w, t1)));
+  __m256d t2 = _mm256_add_pd(set1d(kLg5), _mm256_mul_pd(w, set1d(kLg7)));
+  t2 = _mm256_add_pd(set1d(kLg3), _mm256_mul_pd(w, t2));
+  t2 = _mm256_mul_pd(z, _mm256_add_pd(set1d(kLg1), _mm256_mul_pd(w, t2)));
+  const __m256d r = _mm256_add_pd(t2, t1);
+  __m256d result = _mm256_mul_pd(s, _mm256_add_pd(hfsq, r));
+  result = _mm256_add_pd(result, _mm256_mul_pd(dk, set1d(kLn2Lo)));
+  result = _mm256_sub_pd(result, hfsq);
+  result = _mm256_add_pd(result, f);
+  return _mm256_add_pd(result, _mm256_mul_pd(dk, set1d(kLn2Hi)));
+}
+
+// sincos_turn_f64: with y = (Y >> 11) + 2^50 the quarter is y >> 51 (bits 51-52 give it mod 4) and
+// the remainder (y & (2^51 - 1)) - 2^50, exact in float64; bit 51 of y swaps, bit 52 negates the
+// sine, and bit 52 of y + 2^51 negates the cosine.
+inline void sincos_turn_f64_x4(__m256i word, __m256d* sin_out, __m256d* cos_out) {
+  using namespace sincos_f64_coeff;
+  const __m256i y = _mm256_add_epi64(_mm256_srli_epi64(word, 11), set1q(1ull << 50));
+  const __m256d remainder = _mm256_sub_pd(small_u64_to_f64(_mm256_and_si256(y, set1q((1ull << 51) - 1))), set1d(0x1p50));
+  const __m256d t = _mm256_mul_pd(remainder, set1d(0x1p-50));
+  const __m256d t2 = _mm256_mul_pd(t, t);
+  __m256d sin_r = _mm256_add_pd(set1d(kS6), _mm256_mul_pd(t2, set1d(kS7)));
+  sin_r = _mm256_add_pd(set1d(kS5), _mm256_mul_pd(t2, sin_r));
+  sin_r = _mm256_add_pd(set1d(kS4), _mm256_mul_pd(t2, sin_r));
+  sin_r = _mm256_add_pd(set1d(kS3), _mm256_mul_pd(t2, sin_r));
+  sin_r = _mm256_add_pd(set1d(kS2), _mm256_mul_pd(t2, sin_r));
+  sin_r = _mm256_add_pd(set1d(kS1), _mm256_mul_pd(t2, sin_r));
+  sin_r = _mm256_add_pd(set1d(kS0), _mm256_mul_pd(t2, sin_r));
+  sin_r = _mm256_mul_pd(t, sin_r);
+  __m256d cos_r = _mm256_add_pd(set1d(kC7), _mm256_mul_pd(t2, set1d(kC8)));
+  cos_r = _mm256_add_pd(set1d(kC6), _mm256_mul_pd(t2, cos_r));
+  cos_r = _mm256_add_pd(set1d(kC5), _mm256_mul_pd(t2, cos_r));
+  cos_r = _mm256_add_pd(set1d(kC4), _mm256_mul_pd(t2, cos_r));
+  cos_r = _mm256_add_pd(set1d(kC3), _mm256_mul_pd(t2, cos_r));
+  cos_r = _mm256_add_pd(set1d(kC2), _mm256_mul_pd(t2, cos_r));
+  cos_r = _mm256_add_pd(set1d(kC1), _mm256_mul_pd(t2, cos_r));
+  cos_r = _mm256_add_pd(set1d(1.0), _mm256_mul_pd(t2, cos_r));
+  const __m256i sign = set1q(0x8000000000000000ull);
+  const __m256d swap = _mm256_castsi256_pd(_mm256_slli_epi64(y, 12));  // blendv reads bit 63
+  const __m256d sin_sign = _mm256_castsi256_pd(_mm256_and_si256(_mm256_slli_epi64(y, 11), sign));
+  const __m256d cos_sign =
+      _mm256_castsi256_pd(_mm256_and_si256(_mm256_slli_epi64(_mm256_add_epi64(y, set1q(1ull << 51)), 11), sign));
+  *cos_out = _mm256_xor_pd(_mm256_blendv_pd(cos_r, sin_r, swap), cos_sign);
+  *sin_out = _mm256_xor_pd(_mm256_blendv_pd(sin_r, cos_r, swap), sin_sign);
+}
+
+inline void normal_pair_f64_x4(__m256i word_radius, __m256i word_angle, __m256d* z_even, __m256d* z_odd) {
+  const __m256d log_u = log_f64_x4(open_uniform_f64_x4(word_radius));
+  const __m256d radius = _mm256_sqrt_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_add_pd(log_u, log_u)));
+  __m256d sin_v, cos_v;
+  sincos_turn_f64_x4(word_angle, &sin_v, &cos_v);
+  *z_even = _mm256_mul_pd(radius, cos_v);
+  *z_odd = _mm256_mul_pd(radius, sin_v);
+}
+
+// Block j's elements 2j, 2j+1 from X = (w1 << 32) | w0 and Y = (w3 << 32) | w2. Unpacking the words
+// gives 64-bit lanes for blocks {0,1,4,5} and {2,3,6,7}; the results are put back in block order.
+struct NormalF64Avx2 {
+  static void store8(const __m256i w[4], void* target) {
+    __m256d even[2], odd[2];
+    normal_pair_f64_x4(_mm256_unpacklo_epi32(w[0], w[1]), _mm256_unpacklo_epi32(w[2], w[3]), &even[0], &odd[0]);
+    normal_pair_f64_x4(_mm256_unpackhi_epi32(w[0], w[1]), _mm256_unpackhi_epi32(w[2], w[3]), &even[1], &odd[1]);
+    const __m256d a = _mm256_unpacklo_pd(even[0], odd[0]);  // blocks 0 | 4
+    const __m256d b = _mm256_unpackhi_pd(even[0], odd[0]);  // blocks 1 | 5
+    const __m256d c = _mm256_unpacklo_pd(even[1], odd[1]);  // blocks 2 | 6
+    const __m256d d = _mm256_unpackhi_pd(even[1], odd[1]);  // blocks 3 | 7
+    double* out = static_cast<double*>(target);
+    _mm256_storeu_pd(out + 0, _mm256_permute2f128_pd(a, b, 0x20));
+    _mm256_storeu_pd(out + 4, _mm256_permute2f128_pd(c, d, 0x20));
+    _mm256_storeu_pd(out + 8, _mm256_permute2f128_pd(a, b, 0x31));
+    _mm256_storeu_pd(out + 12, _mm256_permute2f128_pd(c, d, 0x31));
+  }
+};
+
 template <typename Transform> struct FusedAvx2 { using type = void; };
 template <> struct FusedAvx2<BitsU32> { using type = BitsAvx2; };
 template <> struct FusedAvx2<UniformF32> { using type = UniformF32Avx2; };
@@ -304,16 +409,17 @@ template <> struct FusedAvx2<UniformBF16> { using type = UniformNarrowAvx2<8, bf
 template <> struct FusedAvx2<NormalF32> { using type = NormalF32Avx2; };
 template <> struct FusedAvx2<NormalF16> { using type = NormalNarrowAvx2<f16_bits_x8>; };
 template <> struct FusedAvx2<NormalBF16> { using type = NormalNarrowAvx2<bf16_bits_x8>; };
+template <> struct FusedAvx2<NormalF64> { using type = NormalF64Avx2; };
 
 // A partial first block goes through the scalar path.
 template <typename Transform, typename Fused>
 void fill_fused(const FillRequest& request, uint64_t begin, uint64_t end) {
   using Storage = typename Transform::Storage;
-  static_assert(Transform::kPerBlock == 4, "fused kernels write four elements per block");
-  constexpr uint64_t kStep = 8 * 4;
+  constexpr uint64_t kPerBlock = Transform::kPerBlock;
+  constexpr uint64_t kStep = 8 * kPerBlock;
   Storage* out = static_cast<Storage*>(request.out);
   uint64_t element = begin;
-  const uint64_t aligned = std::min(end, (begin + 3) / 4 * 4);
+  const uint64_t aligned = std::min(end, (begin + kPerBlock - 1) / kPerBlock * kPerBlock);
   if (element < aligned) {
     fill_block_range<Transform>(request, element, aligned);
     element = aligned;
@@ -322,14 +428,14 @@ void fill_fused(const FillRequest& request, uint64_t begin, uint64_t end) {
   const PhiloxKeysAvx2 keys(request.seed, request.stream);
   __m256i w[4];
   for (; end - element >= kStep; element += kStep) {
-    philox8_avx2(keys, request.offset + element / 4, w);
+    philox8_avx2(keys, request.offset + element / kPerBlock, w);
     Fused::store8(w, out + (element - request.first_element));
   }
   if (element < end) {
     // The last, partial step: eight blocks into a buffer, the part in range copied out (the
     // blocks past the end wrap harmlessly modulo 2^64 and are thrown away).
     alignas(32) Storage buffer[kStep];
-    philox8_avx2(keys, request.offset + element / 4, w);
+    philox8_avx2(keys, request.offset + element / kPerBlock, w);
     Fused::store8(w, buffer);
     std::copy(buffer, buffer + (end - element), out + (element - request.first_element));
   }
