@@ -5,6 +5,8 @@ edge-case exceptions."""
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -149,3 +151,43 @@ def test_edge_case_exception_types() -> None:
         with pytest.raises(TypeError):
             detnoise.randn_slice((4,), bad, generator=g)
     assert g.offset == 0
+
+
+# ---- second review (performance changes) ---------------------------------------------------------
+
+
+def test_import_under_inference_mode_and_a_meta_default_device_keeps_torch_generators_working() -> None:
+    # randn_tensor's bookkeeping for torch generators keeps one tensor made at import: it must be a
+    # plain CPU tensor (an inference tensor would refuse the update later, a meta one would not move
+    # the generator, so a re-seed would go unnoticed).
+    code = (
+        "import torch\n"
+        "with torch.inference_mode():\n"
+        "    torch.set_default_device('meta')\n"
+        "    import detnoise\n"
+        "torch.set_default_device(None)\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "a = detnoise.randn_tensor((1, 4, 8, 8), generator=g)\n"
+        "g.manual_seed(0)\n"
+        "b = detnoise.randn_tensor((1, 4, 8, 8), generator=g)\n"
+        "assert torch.equal(a, b), 're-seed not seen'\n"
+        "torch.manual_seed(0)\n"
+        "detnoise.randn_tensor((2, 2))\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_torch_generator_moves_on_as_one_small_torch_draw() -> None:
+    # After a draw, torch's own samplers on that generator see the state one torch.randint(0, 2,
+    # (1,)) leaves: the same in every detnoise release.
+    used, reference_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    detnoise.randn_tensor((2, 3), generator=used)
+    torch.randint(0, 2, (1,), generator=reference_generator)
+    assert torch.equal(used.get_state(), reference_generator.get_state())
+
+
+def test_unhashable_dtype_gets_the_descriptive_error() -> None:
+    with pytest.raises(TypeError, match="not supported"):
+        detnoise.randn(3, dtype=[1])  # type: ignore[arg-type]

@@ -4,9 +4,9 @@
 //
 // Philox runs eight blocks per step in 64-bit lanes: vpmuludq reads the low word of each lane and
 // leaves the whole product, whose low half is the next `lo` as it stands and whose high half is one
-// shift away. Every transform with four values per block is fused with Philox (words stay in
-// registers, results are transposed to element order and stored 32 bytes at a time); float64
-// transforms use the shared chunked loop, which the compiler vectorises.
+// shift away. Normals of every dtype, and uniforms and bits of the 32- and 16-bit dtypes, are fused
+// with Philox (words stay in registers, results are transposed to element order and stored 32 bytes
+// at a time); float64 uniforms use the shared chunked loop, which the compiler vectorises.
 #include <immintrin.h>
 
 #include <type_traits>
@@ -111,7 +111,7 @@ inline void philox8_avx2(const PhiloxKeysAvx2& keys, uint64_t first, __m256i w[4
   }
 }
 
-// Words for the chunked loop (float64 transforms).
+// Words for the chunked loop (float64 uniforms).
 struct PhiloxChunkAvx2 {
   static void run(uint64_t seed, uint64_t stream, uint64_t first_block, ChunkWords& words) {
     const PhiloxKeysAvx2 keys(seed, stream);

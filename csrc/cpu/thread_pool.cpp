@@ -52,15 +52,18 @@ class Pool {
         break;
       }
     }
-    const uint64_t queued = std::min<uint64_t>(wanted, threads_.size());
-    for (uint64_t index = 1; index <= queued; ++index) queue_.push_back(Task{work, index, latch});
+    const uint64_t room = std::min<uint64_t>(wanted, threads_.size());
+    uint64_t queued = 0;
+    try {
+      while (queued < room) {
+        queue_.push_back(Task{work, queued + 1, latch});
+        ++queued;
+      }
+    } catch (...) {
+      // Out of memory: the tasks not queued run on the caller (parallel_for), none is lost.
+    }
     if (queued > 0) wake_.notify_all();
     return queued;
-  }
-
-  uint64_t size() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return threads_.size();
   }
 
  private:
@@ -126,6 +129,5 @@ void parallel_for(uint64_t count, const std::function<void(uint64_t)>& work) {
   latch.wait();
 }
 
-uint64_t pool_threads() { return g_pool == nullptr ? 0 : pool().size(); }
 
 }  // namespace detnoise

@@ -13,7 +13,4 @@ namespace detnoise {
 // not throw.
 void parallel_for(uint64_t count, const std::function<void(uint64_t)>& work);
 
-// Threads the pool holds now (for tests and `detnoise info`).
-uint64_t pool_threads();
-
 }  // namespace detnoise

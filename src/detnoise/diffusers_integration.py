@@ -70,14 +70,19 @@ def _fresh_state(generator: torch.Generator, seed: int) -> bytes:
 
 
 _CPU = torch.device("cpu")
-_nudge_target = torch.empty(1, dtype=torch.int64)  # used under _adopted_lock only
+# Written by _nudge under _adopted_lock only. A plain CPU tensor whatever the import happened under
+# (inference mode, torch.set_default_device): a meta tensor would not move the generator at all.
+with torch.inference_mode(False):
+    _nudge_target = torch.empty(1, dtype=torch.int64, device="cpu")
 
 
 def _nudge(generator: torch.Generator) -> None:
     """Moves a torch generator's state on, the way one small torch draw would."""
     device_type = generator.device.type
     if device_type == "cpu":
-        _nudge_target.random_(generator=generator)  # one draw, without allocating (~1 us)
+        # The draw torch.randint(0, 2, (1,), generator=generator) makes (one 32-bit word), so torch's
+        # own samplers see the same state as before this shortcut, without allocating (~1 us).
+        _nudge_target.random_(0, 2, generator=generator)
         return
     state = generator.get_state()
     if device_type == "cuda" and state.numel() == 16:

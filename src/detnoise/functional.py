@@ -228,7 +228,7 @@ def _draw_fast(
         dtype = torch.uint32
     elif dtype is None:
         dtype = torch.get_default_dtype()
-    elif dtype not in _FLOAT_DTYPE_SET:
+    elif type(dtype) is not torch.dtype or dtype not in _FLOAT_DTYPE_SET:
         return None
     if len(size) == 1 and type(size[0]) in _SIZE_TYPES:
         size = tuple(size[0])
