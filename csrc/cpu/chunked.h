@@ -16,19 +16,22 @@ constexpr int kChunkBlocks = 64;
 // words[m][j] = word m of block first_block + j, for j < kChunkBlocks.
 using ChunkWords = uint32_t[4][kChunkBlocks];
 
+// Fills a partial first block of [begin, end) with the scalar path; returns where whole blocks start.
+template <typename Transform>
+uint64_t fill_leading_partial_block(const FillRequest& request, uint64_t begin, uint64_t end) {
+  constexpr uint64_t kPerBlock = Transform::kPerBlock;
+  const uint64_t aligned = std::min(end, (begin + kPerBlock - 1) / kPerBlock * kPerBlock);
+  if (begin < aligned) fill_block_range<Transform>(request, begin, aligned);
+  return aligned;  // begin <= aligned <= end
+}
+
 template <typename Transform, typename PhiloxChunk>
 void fill_chunked(const FillRequest& request, uint64_t begin, uint64_t end) {
   using Storage = typename Transform::Storage;
   constexpr uint64_t kPerBlock = Transform::kPerBlock;
   constexpr uint64_t kChunkElements = kChunkBlocks * kPerBlock;
   Storage* out = static_cast<Storage*>(request.out);
-  uint64_t element = begin;
-  // A partial first block goes through the scalar path.
-  const uint64_t aligned = std::min(end, (begin + kPerBlock - 1) / kPerBlock * kPerBlock);
-  if (element < aligned) {
-    fill_block_range<Transform>(request, element, aligned);
-    element = aligned;
-  }
+  uint64_t element = fill_leading_partial_block<Transform>(request, begin, end);
   alignas(64) ChunkWords words;
   while (end - element >= kChunkElements) {
     PhiloxChunk::run(request.seed, request.stream, request.offset + element / kPerBlock, words);

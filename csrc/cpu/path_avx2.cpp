@@ -418,12 +418,7 @@ void fill_fused(const FillRequest& request, uint64_t begin, uint64_t end) {
   constexpr uint64_t kPerBlock = Transform::kPerBlock;
   constexpr uint64_t kStep = 8 * kPerBlock;
   Storage* out = static_cast<Storage*>(request.out);
-  uint64_t element = begin;
-  const uint64_t aligned = std::min(end, (begin + kPerBlock - 1) / kPerBlock * kPerBlock);
-  if (element < aligned) {
-    fill_block_range<Transform>(request, element, aligned);
-    element = aligned;
-  }
+  uint64_t element = fill_leading_partial_block<Transform>(request, begin, end);
   if (element == end) return;
   const PhiloxKeysAvx2 keys(request.seed, request.stream);
   __m256i w[4];
