@@ -21,15 +21,22 @@ DeviceArg = Union[str, torch.device, int, None]
 
 # A tensor of 2**63 or more elements cannot exist; refuse before asking torch to allocate it.
 _MAX_NUMEL = (1 << 63) - 1
+_SIZE_TYPES = (tuple, list, torch.Size)
 
 
 def _parse_size(size: tuple[object, ...], function: str) -> tuple[int, ...]:
-    if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+    if len(size) == 1 and isinstance(size[0], _SIZE_TYPES):
         size = tuple(size[0])
-    if all(type(dim) is int for dim in size):  # the common case, without a call per dimension
-        dims = tuple(size)
+    # The common case in one pass: plain ints in range (every draw's call runs this).
+    numel = 1
+    for dim in size:
+        if type(dim) is not int or not 0 <= dim <= _MAX_NUMEL:
+            break
+        numel *= dim
     else:
-        dims = tuple(_layout.as_int(dim, f"{function}: size") for dim in size)
+        if numel <= _MAX_NUMEL:
+            return tuple(size)
+    dims = tuple(_layout.as_int(dim, f"{function}: size") for dim in size)
     for dim in dims:
         if dim < 0:
             raise ValueError(f"{function}: negative dimension {dim} in size {list(dims)}")
@@ -191,9 +198,9 @@ _checked_devices: dict[object, torch.device] = {}
 
 
 _FLOAT_DTYPE_SET = frozenset(_native.FLOAT_DTYPES)
-_SIZE_TYPES = (tuple, list, torch.Size)
 _DEVICE_KEY_TYPES = (str, torch.device, int)
 _is_compiling = torch.compiler.is_compiling
+_FUNCTION_NAMES = {_native.KIND_NORMAL: "randn", _native.KIND_UNIFORM: "rand", _native.KIND_BITS: "random_bits"}
 
 
 def _draw_fast(
@@ -211,6 +218,7 @@ def _draw_fast(
     general path, which does everything else and raises the errors."""
     if _is_compiling():
         return None
+    size = _parse_size(size, _FUNCTION_NAMES[kind])  # raises what the general path would, first
     if generator is None:
         generator = default_generator
     elif not isinstance(generator, Generator):
@@ -230,14 +238,7 @@ def _draw_fast(
         dtype = torch.get_default_dtype()
     elif type(dtype) is not torch.dtype or dtype not in _FLOAT_DTYPE_SET:
         return None
-    if len(size) == 1 and type(size[0]) in _SIZE_TYPES:
-        size = tuple(size[0])
-    numel = 1
-    for dim in size:
-        if type(dim) is not int or not 0 <= dim <= _MAX_NUMEL:
-            return None
-        numel *= dim
-    if numel > _MAX_NUMEL or not size:
+    if not size:
         return None
     if out is not None:
         if (
@@ -259,7 +260,7 @@ def _draw_fast(
         if resolved is None:
             return None
         target = torch.empty(*size, dtype=dtype, device=resolved)
-    taken = generator._reserve((numel + 1) >> 1 if dtype is torch.float64 else (numel + 3) >> 2)
+    taken = generator._reserve(_layout.blocks_for(target.numel(), dtype))
     try:
         _native.launch(kind, target, taken[0], taken[1], taken[2])
     except BaseException:
