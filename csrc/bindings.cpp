@@ -218,6 +218,16 @@ py::tuple cuda_device_count() {
 }
 #endif
 
+// (driver CUDA version or 0, linked runtime version or 0, built architectures "75-real,...,120" or "").
+py::tuple cuda_versions() {
+#ifdef DETNOISE_WITH_CUDA
+  const auto versions = detnoise::cuda_versions();
+  return py::make_tuple(versions.driver, versions.runtime, versions.architectures);
+#else
+  return py::make_tuple(0, 0, std::string());
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -234,6 +244,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("sizes"), py::arg("strides"), py::arg("base"), py::arg("seed"), py::arg("stream"),
         py::arg("offset"), py::arg("num_threads"), py::arg("path"));
   m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
+  m.def("cuda_versions", &cuda_versions,
+        "(driver CUDA version or 0, linked CUDA runtime version or 0, built CUDA architectures or '')");
 #ifdef DETNOISE_WITH_CUDA
   m.attr("built_with_cuda") = true;
   m.def("fill_cuda_rows", &fill_cuda_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),

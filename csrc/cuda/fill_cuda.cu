@@ -1,196 +1,146 @@
-// fill_cuda.cu — CUDA launcher: one thread per Philox block, grid-stride over 64-bit block indices.
-// Same transforms as the CPU (detnoise/transforms.h); built with --fmad=false so the compiler
+// fill_cuda.cu — CUDA launchers. Every kernel is a one-line __global__ around its per-thread body in
+// kernel_bodies.h (one thread per Philox block, grid-stride over 64-bit indices); the launch logic
+// and error attribution live in launch_context.h. Built with --fmad=false so that the compiler
 // cannot contract a*b+c into an fma that the CPU and the reference do not perform.
 #include "fill_cuda.h"
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <cstring>
 #include <string>
+
+#include "cuda/kernel_bodies.h"
+#include "cuda/launch_context.h"
+
+#ifndef DETNOISE_CUDA_ARCHITECTURES
+#define DETNOISE_CUDA_ARCHITECTURES "unknown"
+#endif
 
 namespace detnoise {
 namespace {
 
-constexpr int kThreadsPerBlock = 256;
-
-// One whole Philox block's values (16 bytes, or 8 for 16-bit formats) in one store when the address
-// allows it (every block of a draw that starts at element 0 of an allocation), else one per value.
-template <typename Storage, int kPerBlock>
-__device__ __forceinline__ void store_block(Storage* target, const Storage (&values)[kPerBlock]) {
-  constexpr int kBytes = static_cast<int>(sizeof(Storage)) * kPerBlock;
-  static_assert(kBytes == 16 || kBytes == 8, "a block is 16 or 8 bytes");
-  if (reinterpret_cast<uintptr_t>(target) % kBytes == 0) {
-    if constexpr (kBytes == 16) {
-      uint4 packed;
-      memcpy(&packed, values, kBytes);
-      *reinterpret_cast<uint4*>(target) = packed;
-    } else {
-      uint2 packed;
-      memcpy(&packed, values, kBytes);
-      *reinterpret_cast<uint2*>(target) = packed;
-    }
-  } else {
-#pragma unroll
-    for (int slot = 0; slot < kPerBlock; ++slot) target[slot] = values[slot];
-  }
+__device__ __forceinline__ uint64_t global_thread() {
+  return static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
+__device__ __forceinline__ uint64_t global_threads() { return static_cast<uint64_t>(gridDim.x) * blockDim.x; }
 
-// One thread per Philox block of the range. With offset_on_device set (CUDA-graph-safe draws), the
-// first block is read from device memory instead of request.offset.
 template <typename Transform>
 __global__ void fill_kernel(FillRequest request, const uint64_t* offset_on_device) {
-  using Storage = typename Transform::Storage;
-  constexpr uint64_t kPerBlock = Transform::kPerBlock;
-  if (offset_on_device != nullptr) request.offset = *offset_on_device;
-  const uint64_t begin = request.first_element;
-  const uint64_t end = begin + request.count;
-  const uint64_t first_block = begin / kPerBlock;
-  const uint64_t num_blocks = (end + kPerBlock - 1) / kPerBlock - first_block;
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
-  Storage* out = static_cast<Storage*>(request.out);
-  for (uint64_t index = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       index < num_blocks; index += stride) {
-    const uint64_t block = first_block + index;
-    const uint64_t block_begin = block * kPerBlock;
-    if (block_begin >= begin && block_begin + kPerBlock <= end) {
-      // Whole block: values stay in registers (constant indices) and go out in one pass.
-      Storage values[kPerBlock];
-      Transform::block(philox_block(request.seed, request.stream, request.offset + block), values);
-      store_block(out + (block_begin - begin), values);
-    } else {
-      // A partial block at either end of the range.
-      fill_block_range<Transform>(request, block_begin < begin ? begin : block_begin,
-                                  block_begin + kPerBlock > end ? end : block_begin + kPerBlock);
-    }
-  }
+  fill_thread<Transform>(global_thread(), global_threads(), request, offset_on_device);
 }
 
 __global__ void advance_offset_kernel(uint64_t* offset_on_device, uint64_t blocks) {
-  *offset_on_device += blocks;
+  advance_offset_thread(global_thread(), offset_on_device, blocks);
 }
-
-// Rows travel in the kernel's parameter block (under the 4 KiB limit): no device allocation, no copy.
-constexpr int kMaxRowsPerLaunch = 96;
-
-struct RowsParams {
-  Kind kind;
-  DType dtype;
-  void* out;
-  uint64_t row_elements;
-  uint32_t rows;
-  RowDraw draws[kMaxRowsPerLaunch];
-};
 
 template <typename Transform>
 __global__ void fill_rows_kernel(RowsParams params) {
-  using Storage = typename Transform::Storage;
-  constexpr uint64_t kPerBlock = Transform::kPerBlock;
-  const uint64_t blocks_per_row = (params.row_elements + kPerBlock - 1) / kPerBlock;
-  const uint64_t total_blocks = blocks_per_row * params.rows;
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
-  for (uint64_t index = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       index < total_blocks; index += stride) {
-    const uint64_t row = index / blocks_per_row;
-    const uint64_t block = index - row * blocks_per_row;
-    const RowDraw& draw = params.draws[row];
-    const uint64_t first = block * kPerBlock;
-    Storage* out = static_cast<Storage*>(params.out) + row * params.row_elements + first;
-    if (first + kPerBlock <= params.row_elements) {
-      Storage values[kPerBlock];
-      Transform::block(philox_block(draw.seed, draw.stream, draw.offset + block), values);
-      store_block(out, values);
-    } else {
-      const FillRequest request = row_request(params.kind, params.dtype, params.out,
-                                              sizeof(Storage), params.row_elements, row, draw);
-      fill_block_range<Transform>(request, first, params.row_elements);
-    }
-  }
+  fill_rows_thread<Transform>(global_thread(), global_threads(), params);
 }
 
 template <typename Transform>
-__global__ void fill_strided_kernel(StridedRequest request, uint64_t total) {
-  using Storage = typename Transform::Storage;
-  Storage* out = static_cast<Storage*>(request.out);
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
-  for (uint64_t position = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; position < total;
-       position += stride) {
-    out[position] = draw_element<Transform>(request.seed, request.stream, request.offset,
-                                            strided_element(request, position));
-  }
+__global__ void fill_strided_kernel(StridedPlan plan) {
+  fill_strided_thread<Transform>(global_thread(), global_threads(), plan);
 }
 
-std::string cuda_message(cudaError_t status) {
-  return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
-}
-
-// What every launch needs: `device` made current (the caller's device restored afterwards), its SM
-// count for grid sizing, and the caller's stream.
-class LaunchContext {
- public:
-  LaunchContext(int device, uintptr_t stream_handle) : stream(reinterpret_cast<cudaStream_t>(stream_handle)) {
-    status_ = cudaGetDevice(&previous_);
-    if (status_ == cudaSuccess && previous_ != device) status_ = cudaSetDevice(device);
-    if (status_ == cudaSuccess) status_ = cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device);
+// The CUDA runtime behind LaunchContext (see launch_context.h for the contract).
+struct CudaRuntimeApi {
+  static int get_device(int* device) { return cudaGetDevice(device); }
+  static int set_device(int device) { return cudaSetDevice(device); }
+  static int get_last_error() { return cudaGetLastError(); }
+  static int peek_at_last_error() { return cudaPeekAtLastError(); }
+  static int multiprocessor_count(int device, int* count) {
+    return cudaDeviceGetAttribute(count, cudaDevAttrMultiProcessorCount, device);
   }
-  ~LaunchContext() {
-    int current = previous_;
-    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) cudaSetDevice(previous_);
+  static int compute_capability(int device, int* major, int* minor) {
+    const cudaError_t status = cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, device);
+    return status != cudaSuccess ? status : cudaDeviceGetAttribute(minor, cudaDevAttrComputeCapabilityMinor, device);
   }
-  std::string error() const { return status_ == cudaSuccess ? std::string() : cuda_message(status_); }
-
-  // A grid-stride grid for `threads` threads: enough to fill the GPU, capped at 32 blocks per SM.
-  unsigned grid(uint64_t threads) const {
-    const uint64_t wanted = (threads + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    return static_cast<unsigned>(std::min<uint64_t>(wanted, static_cast<uint64_t>(sm_count_) * 32));
+  // The driver API's own answer, looked up through the runtime so that the module links no libcuda.
+  static int primary_context_active(int device, bool* active) {
+    using GetState = CUresult (*)(CUdevice, unsigned int*, int*);
+    using DeviceGet = CUresult (*)(CUdevice*, int);
+    static GetState get_state = nullptr;
+    static DeviceGet device_get = nullptr;
+    static const bool found = [] {
+      cudaDriverEntryPointQueryResult result;
+      return cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", reinterpret_cast<void**>(&get_state),
+                                              12000, cudaEnableDefault, &result) == cudaSuccess &&
+             cudaGetDriverEntryPointByVersion("cuDeviceGet", reinterpret_cast<void**>(&device_get), 12000,
+                                              cudaEnableDefault, &result) == cudaSuccess &&
+             get_state != nullptr && device_get != nullptr;
+    }();
+    if (!found) {
+      cudaGetLastError();
+      *active = true;  // cannot tell: restore, as before
+      return cudaSuccess;
+    }
+    CUdevice handle = 0;
+    unsigned int flags = 0;
+    int is_active = 0;
+    if (device_get(&handle, device) != CUDA_SUCCESS || get_state(handle, &flags, &is_active) != CUDA_SUCCESS) {
+      *active = true;
+      return cudaSuccess;
+    }
+    *active = is_active != 0;
+    return cudaSuccess;
   }
-
-  // After the launches: the launch error, if any.
-  static std::string launch_error() {
-    const cudaError_t status = cudaGetLastError();
-    return status == cudaSuccess ? std::string() : cuda_message(status);
+  static std::string error_text(int status) {
+    const auto error = static_cast<cudaError_t>(status);
+    return std::string(cudaGetErrorName(error)) + ": " + cudaGetErrorString(error);
   }
-
-  const cudaStream_t stream;
-
- private:
-  int previous_ = 0;
-  int sm_count_ = 0;
-  cudaError_t status_;
+  static int driver_version() {
+    int version = 0;
+    if (cudaDriverGetVersion(&version) != cudaSuccess) cudaGetLastError();
+    return version;
+  }
+  static int runtime_version() {
+    int version = 0;
+    cudaRuntimeGetVersion(&version);
+    return version;
+  }
+  static const char* built_architectures() { return DETNOISE_CUDA_ARCHITECTURES; }
 };
 
-uint64_t blocks_spanned(uint64_t begin, uint64_t count, uint64_t per_block) {
-  return (begin + count + per_block - 1) / per_block - begin / per_block;
+using LaunchContext = BasicLaunchContext<CudaRuntimeApi>;
+
+template <typename Kernel, typename... Args>
+std::string launch(const LaunchContext& context, uint64_t work_items, Kernel kernel, Args... args) {
+  const LaunchShape shape = launch_shape(work_items, context.sm_count());
+  kernel<<<shape.ctas, shape.threads_per_cta, 0, reinterpret_cast<cudaStream_t>(context.stream_handle)>>>(args...);
+  return context.check_launch();
 }
 
 struct KernelLaunch {
   const FillRequest& request;
   const uint64_t* offset_on_device;
   const LaunchContext& context;
+  std::string* error;
   template <typename Transform>
   void run() const {
-    const uint64_t blocks = blocks_spanned(request.first_element, request.count, Transform::kPerBlock);
-    fill_kernel<Transform><<<context.grid(blocks), kThreadsPerBlock, 0, context.stream>>>(request, offset_on_device);
+    *error = launch(context, fill_work_items<Transform>(request), fill_kernel<Transform>, request, offset_on_device);
   }
 };
 
 struct RowsLaunch {
   const RowsParams& params;
   const LaunchContext& context;
+  std::string* error;
   template <typename Transform>
   void run() const {
-    const uint64_t blocks = (params.row_elements + Transform::kPerBlock - 1) / Transform::kPerBlock * params.rows;
-    fill_rows_kernel<Transform><<<context.grid(blocks), kThreadsPerBlock, 0, context.stream>>>(params);
+    *error = launch(context, rows_work_items<Transform>(params), fill_rows_kernel<Transform>, params);
   }
 };
 
 struct StridedLaunch {
   const StridedRequest& request;
-  uint64_t total;
   const LaunchContext& context;
+  std::string* error;
   template <typename Transform>
   void run() const {
-    fill_strided_kernel<Transform><<<context.grid(total), kThreadsPerBlock, 0, context.stream>>>(request, total);
+    const StridedPlan plan = plan_strided<Transform>(request);
+    if (plan.total == 0) return;
+    *error = launch(context, strided_work_items(plan), fill_strided_kernel<Transform>, plan);
   }
 };
 
@@ -202,19 +152,23 @@ std::string fill_cuda(const FillRequest& request, int device, uintptr_t stream_h
   if (request.count == 0) return {};
   const LaunchContext context(device, stream_handle);
   if (!context.error().empty()) return context.error();
-  if (!dispatch_transform(request.kind, request.dtype, KernelLaunch{request, nullptr, context})) return kUnsupported;
-  return LaunchContext::launch_error();
+  std::string error;
+  if (!dispatch_transform(request.kind, request.dtype, KernelLaunch{request, nullptr, context, &error}))
+    return kUnsupported;
+  return error;
 }
 
 std::string fill_cuda_device_offset(const FillRequest& request, uint64_t* offset_on_device, uint64_t blocks,
                                     int device, uintptr_t stream_handle) {
   const LaunchContext context(device, stream_handle);
   if (!context.error().empty()) return context.error();
+  std::string error;
   if (request.count > 0 &&
-      !dispatch_transform(request.kind, request.dtype, KernelLaunch{request, offset_on_device, context}))
+      !dispatch_transform(request.kind, request.dtype, KernelLaunch{request, offset_on_device, context, &error}))
     return kUnsupported;
-  advance_offset_kernel<<<1, 1, 0, context.stream>>>(offset_on_device, blocks);
-  return LaunchContext::launch_error();
+  if (!error.empty()) return error;
+  advance_offset_kernel<<<1, 1, 0, reinterpret_cast<cudaStream_t>(stream_handle)>>>(offset_on_device, blocks);
+  return context.check_launch();
 }
 
 std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_elements,
@@ -222,17 +176,10 @@ std::string fill_cuda_rows(Kind kind, DType dtype, void* out, uint64_t row_eleme
   if (rows == 0 || row_elements == 0) return {};
   const LaunchContext context(device, stream_handle);
   if (!context.error().empty()) return context.error();
-  const size_t row_bytes = row_elements * element_size(dtype);
   for (uint64_t first = 0; first < rows; first += kMaxRowsPerLaunch) {
-    RowsParams params{};
-    params.kind = kind;
-    params.dtype = dtype;
-    params.out = static_cast<unsigned char*>(out) + first * row_bytes;
-    params.row_elements = row_elements;
-    params.rows = static_cast<uint32_t>(std::min<uint64_t>(kMaxRowsPerLaunch, rows - first));
-    for (uint32_t r = 0; r < params.rows; ++r) params.draws[r] = draws[first + r];
-    if (!dispatch_transform(kind, dtype, RowsLaunch{params, context})) return kUnsupported;
-    const std::string error = LaunchContext::launch_error();
+    const RowsParams params = rows_params(kind, dtype, out, row_elements, draws, rows, first);
+    std::string error;
+    if (!dispatch_transform(kind, dtype, RowsLaunch{params, context, &error})) return kUnsupported;
     if (!error.empty()) return error;
   }
   return {};
@@ -244,19 +191,24 @@ std::string fill_cuda_strided(const StridedRequest& request, int device, uintptr
   if (total == 0) return {};
   const LaunchContext context(device, stream_handle);
   if (!context.error().empty()) return context.error();
-  if (!dispatch_transform(request.kind, request.dtype, StridedLaunch{request, total, context})) return kUnsupported;
-  return LaunchContext::launch_error();
+  std::string error;
+  if (!dispatch_transform(request.kind, request.dtype, StridedLaunch{request, context, &error})) return kUnsupported;
+  return error;
 }
 
 int cuda_device_count(std::string* error) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    *error = cuda_message(status);
+    cudaGetLastError();  // clear the "no device" error
+    *error = CudaRuntimeApi::error_text(status);
     return 0;
   }
   return count;
+}
+
+CudaVersions cuda_versions() {
+  return {CudaRuntimeApi::driver_version(), CudaRuntimeApi::runtime_version(), DETNOISE_CUDA_ARCHITECTURES};
 }
 
 }  // namespace detnoise

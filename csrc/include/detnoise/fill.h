@@ -92,15 +92,23 @@ DETNOISE_HD typename Transform::Storage draw_element(uint64_t seed, uint64_t str
   return values[element % Transform::kPerBlock];
 }
 
-// Global element index of output position `position` (row-major over request.sizes).
-DETNOISE_HD uint64_t strided_element(const StridedRequest& request, uint64_t position) {
+// Global element index of the first element of row `row`, a row being one run of the innermost
+// dimension (row-major over the other dimensions of request.sizes).
+DETNOISE_HD uint64_t strided_row_start(const StridedRequest& request, uint64_t row) {
   uint64_t element = request.base;
-  for (int dim = request.ndim - 1; dim >= 0; --dim) {
+  for (int dim = request.ndim - 2; dim >= 0; --dim) {
     const uint64_t size = request.sizes[dim];
-    element += (position % size) * request.strides[dim];
-    position /= size;
+    element += (row % size) * request.strides[dim];
+    row /= size;
   }
   return element;
+}
+
+// Global element index of output position `position` (row-major over request.sizes).
+DETNOISE_HD uint64_t strided_element(const StridedRequest& request, uint64_t position) {
+  const int last = request.ndim - 1;
+  const uint64_t row_length = request.sizes[last];
+  return strided_row_start(request, position / row_length) + (position % row_length) * request.strides[last];
 }
 
 }  // namespace detnoise
