@@ -45,6 +45,19 @@ def test_kernels_were_emitted(kernel_ptx: str) -> None:
     assert sum("fill_strided_kernel" in name for name in entries) == 9
 
 
+def unrounded_float_arithmetic(ptx: str) -> list[str]:
+    """Float add/sub/mul without an explicit rounding modifier: the PTX ISA lets ptxas contract
+    those into an fma, and forbids it for `.rn` ones."""
+    operations = re.findall(r"\b((?:add|sub|mul)(?:\.\w+)*\.f(?:32|64))\b", ptx)
+    assert operations, "no float arithmetic found: the PTX was not read"
+    return [op for op in operations if "rn" not in op.split(".")]
+
+
+def test_every_float_add_sub_mul_rounds_explicitly(kernel_ptx: str) -> None:
+    unrounded = unrounded_float_arithmetic(kernel_ptx)
+    assert unrounded == [], f"{len(unrounded)} float add/sub/mul without .rn, e.g. {unrounded[:3]}"
+
+
 def test_no_fused_multiply_add_in_float_code(kernel_ptx: str) -> None:
     fused = re.findall(r"\b(?:fma|mad)\.(?:rn\.|rz\.|rm\.|rp\.)?(?:ftz\.)?f(?:32|64)\b", kernel_ptx)
     assert fused == [], f"{len(fused)} fused float operations, e.g. {fused[:3]}"
@@ -73,3 +86,39 @@ def test_the_check_can_fail(tmp_path) -> None:
     out = tmp_path / "contract.ptx"
     subprocess.run([nvcc, "--ptx", "-arch=compute_90", str(source), "-o", str(out)], check=True, capture_output=True, timeout=120)
     assert re.search(r"\bfma\.rn\.f32\b", out.read_text())
+    # and a lone mul or add comes out without `.rn`, which the rounding check above would flag
+    source.write_text("__global__ void k(float* x) { x[0] = x[1] * x[2]; x[4] = x[5] + x[6]; }\n")
+    subprocess.run([nvcc, "--ptx", "-arch=compute_90", str(source), "-o", str(out)], check=True, capture_output=True, timeout=120)
+    assert len(unrounded_float_arithmetic(out.read_text())) == 2
+
+
+def test_cmake_warns_when_nvcc_and_torch_cuda_majors_differ() -> None:
+    """The build-time half of the driver rule (cmake/detnoise_driver_check.cmake, run alone)."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("no cmake on PATH")
+    script = ROOT / "cmake" / "detnoise_driver_check.cmake"
+
+    def warning(nvcc_version: str, torch_cuda: str) -> str:
+        done = subprocess.run([cmake, f"-DNVCC_VERSION={nvcc_version}", f"-DTORCH_CUDA={torch_cuda}", "-P", str(script)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stderr
+
+    mismatch = warning("13.0.88", "12.8")
+    assert "CMake Warning" in mismatch and "CUDA 12.8" in mismatch and "CUDA 12.x toolkit" in mismatch
+    assert warning("13.0.88", "13.0") == ""
+    assert warning("12.8.93", "12.6") == ""
+    assert warning("13.0.88", "") == ""  # no torch, or a CPU-only torch: nothing to compare
+
+
+def test_build_info_lists_the_built_architectures() -> None:
+    import detnoise
+    from detnoise import _native
+
+    info = detnoise.build_info()
+    if not info["cuda_built"]:
+        assert _native.cuda_architectures() == [] and "cuda_architectures" not in info
+        return
+    architectures = info["cuda_architectures"]
+    assert architectures and all(re.fullmatch(r"\d+(?:-real|-virtual)?|native", arch) for arch in architectures), architectures
+    assert re.fullmatch(r"\d+\.\d+", str(info["cuda_runtime"]))

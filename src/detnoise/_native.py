@@ -44,10 +44,30 @@ def built_with_cuda() -> bool:
     return bool(_core.built_with_cuda)
 
 
+def _version_text(version: int) -> str:
+    """CUDA's integer versions as text: 12080 -> "12.8"."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def cuda_architectures() -> list[str]:
+    """The CUDA architectures this build has kernels for, as CMake names them ("75-real", ..., "120"
+    where a plain number means real code and PTX); empty for a build without CUDA."""
+    return [arch for arch in str(_core.cuda_versions()[2]).split(",") if arch]
+
+
 def build_info() -> dict[str, object]:
-    """What was compiled and what can run here: ``{"cpu": True, "cuda_built": ..., ...}``."""
+    """What was compiled and what can run here: ``{"cpu": True, "cuda_built": ..., ...}``.
+
+    With CUDA kernels it also lists ``cuda_architectures``, the CUDA version of the runtime the
+    module links (``cuda_runtime``) and the one the installed driver supports (``cuda_driver``,
+    ``None`` without a driver): the driver must be at least the runtime's major version.
+    """
     info: dict[str, object] = {"cpu": True, "cpu_paths": cpu_paths(), "cuda_built": built_with_cuda(), "cuda_devices": 0}
     if built_with_cuda():
+        driver, runtime, _ = _core.cuda_versions()
+        info["cuda_architectures"] = cuda_architectures()
+        info["cuda_runtime"] = _version_text(runtime)
+        info["cuda_driver"] = _version_text(driver) if driver > 0 else None
         count, error = _core.cuda_device_count()
         info["cuda_devices"] = count
         if error:
@@ -98,6 +118,30 @@ def dtype_code(dtype: torch.dtype) -> int:
     return _DTYPE_CODES[dtype]
 
 
+_driver_reason: str | None = None  # the driver cannot change within a process: asked once
+_driver_checked = False
+
+
+def _driver_too_old_reason() -> str | None:
+    """A sentence naming the fix when the installed driver cannot run this build's CUDA runtime."""
+    global _driver_reason, _driver_checked
+    if not _driver_checked:
+        driver, runtime, _ = _core.cuda_versions()
+        _driver_reason = None
+        # Same rule as driver_too_old() in csrc/cuda/launch_context.h: a driver serves its own CUDA
+        # major version and older (minor-version compatibility); 0 is no driver at all.
+        if 0 < driver and driver // 1000 < runtime // 1000:
+            _driver_reason = (
+                f"the NVIDIA driver supports CUDA {_version_text(driver)}, but this detnoise build links the "
+                f"CUDA {_version_text(runtime)} runtime, which needs a driver for CUDA {runtime // 1000}.x or newer; "
+                "update the NVIDIA driver, or rebuild detnoise with a CUDA toolkit no newer than the driver "
+                "supports (e.g. the one matching torch.version.cuda): with that nvcc on PATH, "
+                "`pip install --no-build-isolation --force-reinstall --no-deps .` from a source checkout"
+            )
+        _driver_checked = True
+    return _driver_reason
+
+
 def cuda_unavailable_reason() -> str | None:
     """None if CUDA draws can run, else a sentence naming the fix."""
     if not built_with_cuda():
@@ -107,7 +151,7 @@ def cuda_unavailable_reason() -> str | None:
             "`pip install --no-build-isolation --force-reinstall .` with nvcc on PATH, "
             "or add `-C cmake.define.DETNOISE_CUDA=ON` to make a missing nvcc an error"
         )
-    return None
+    return _driver_too_old_reason()
 
 
 def _run_on_device(out: torch.Tensor, on_cpu, on_cuda) -> None:
