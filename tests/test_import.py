@@ -112,3 +112,18 @@ def test_stateful_draws_graph_break_and_match_eager(fresh_dynamo, draw) -> None:
     for _ in range(2):
         assert torch.equal(compiled(x, g_compiled), draw(x, g_eager))
     assert g_compiled.offset == g_eager.offset > 0
+
+
+# ---- the custom op registers on every admitted torch (issue 12) ----
+
+
+def test_draw_op_schema_matches_its_signature() -> None:
+    """ops.py spells the schema out because torch < 2.5 cannot infer one from string annotations;
+    where torch can infer it, the inference from draw's signature must give the same schema."""
+    from detnoise import ops
+
+    assert str(torch.ops.detnoise.draw.default._schema) == "detnoise::draw" + ops._DRAW_SCHEMA
+    infer_schema = getattr(torch.library, "infer_schema", None)
+    if infer_schema is None:
+        pytest.skip(f"torch {torch.__version__} has no torch.library.infer_schema (added in 2.5)")
+    assert infer_schema(ops.draw._init_fn, mutates_args=()) == ops._DRAW_SCHEMA
