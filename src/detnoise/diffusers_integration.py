@@ -25,6 +25,7 @@ from typing import Any, Callable, Union
 import torch
 
 from detnoise import _layout, _native
+from detnoise import _compile  # lazy torch.compiler.disable: keeps torch._dynamo out of import
 from detnoise.functional import _parse_size
 from detnoise.generator import Generator
 
@@ -253,7 +254,7 @@ def randn_tensor(
     return out
 
 
-_randn_tensor_eagerly = torch.compiler.disable(randn_tensor)
+_randn_tensor_eagerly = _compile.disable(randn_tensor)
 
 
 # ---- patching diffusers ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Union
 import torch
 
 from detnoise import _layout, _native
+from detnoise import _compile  # lazy torch.compiler.disable: keeps torch._dynamo out of import
 from detnoise.generator import Generator, default_generator
 
 SizeArg = Union[int, Sequence[int], torch.Size]
@@ -190,7 +191,7 @@ def _draw_eagerly(kind: int, target: torch.Tensor, generator: Generator | None, 
         raise
 
 
-_draw_outside_compile = torch.compiler.disable(_draw_eagerly)  # dynamo runs it eagerly (graph break)
+_draw_outside_compile = _compile.disable(_draw_eagerly)  # dynamo runs it eagerly (graph break)
 
 
 # Devices already checked by _resolve_device, keyed by the argument as given ("cuda", 0, ...).

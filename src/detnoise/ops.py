@@ -31,7 +31,12 @@ def as_uint64(value: int) -> int:
     return value % _U64
 
 
-@torch.library.custom_op("detnoise::draw", mutates_args=())
+# The schema is spelled out, not inferred: torch < 2.5 cannot infer one from string annotations
+# (``from __future__ import annotations``) nor from ``list[int]``. It is the one torch 2.13 infers.
+_DRAW_SCHEMA = "(SymInt kind, SymInt[] size, SymInt seed, SymInt stream, SymInt offset, ScalarType dtype, Device device) -> Tensor"
+
+
+@torch.library.custom_op("detnoise::draw", mutates_args=(), schema=_DRAW_SCHEMA)
 def draw(kind: int, size: list[int], seed: int, stream: int, offset: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(size, dtype=dtype, device=device)
     _layout.check_room(as_uint64(offset), _layout.blocks_for(out.numel(), dtype))  # never wrap past block 2**64

@@ -14,6 +14,7 @@ from typing import Union
 import torch
 
 from detnoise import _layout, _native
+from detnoise import _compile  # lazy torch.compiler.disable: keeps torch._dynamo out of import
 from detnoise.functional import DeviceArg, _check_dtype, _numel, _parse_size, _resolve_device
 from detnoise.generator import Generator, default_generator
 
@@ -108,7 +109,7 @@ def _slice(
     return out
 
 
-_slice_eagerly = torch.compiler.disable(_slice)
+_slice_eagerly = _compile.disable(_slice)
 
 
 def _run_slice(*args):
