@@ -5,8 +5,8 @@
 depend on the device. ``patch_diffusers()`` puts it in place of the original in every loaded
 diffusers module (and in ``torch_utils``, where modules imported later find it).
 
-Plain ``torch.Generator`` objects work too (see :func:`randn_tensor`): the key is their
-``initial_seed()``, and detnoise remembers how far each generator's stream has been used.
+Plain ``torch.Generator`` objects work too (see :func:`randn_tensor`): their detnoise position is
+a function of their torch state (Note [Torch generator positions] in ``detnoise._resolve``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import inspect
 import re
 import sys
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -24,122 +23,15 @@ from typing import Any, Callable, Union
 
 import torch
 
-from detnoise import _layout, _native
-from detnoise.functional import _parse_size
-from detnoise.generator import Generator
+from detnoise import _layout, _native, _resolve
+from detnoise._draw import check_not_capturing
+from detnoise._torchargs import _parse_size
 
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
 _EXPECTED_PARAMETERS = ("shape", "generator", "device", "dtype", "layout")
 
-# ---- plain torch.Generator objects ------------------------------------------------------------
-# Note [Adopted torch generators]
-# A torch.Generator (or torch's default generator, for generator=None) is read as the detnoise
-# stream (seed = initial_seed(), stream 0). Per generator we remember the next block and the torch
-# state we left behind. After each draw we "nudge" the torch state (advance it by one small torch
-# draw) so that a later manual_seed(s) - even with the same s - is visible as a return to the fresh
-# state for s. On the next call:
-#   state == the state we left        -> continue at the remembered block
-#   state == fresh manual_seed(seed)   -> the user re-seeded: restart at block 0
-#   anything else (torch drew from it) -> continue at the remembered block
-#   initial_seed() changed, or unseen  -> start at block 0
-
-
-@dataclass
-class _AdoptedStream:
-    seed: int
-    next_block: int
-    state_left: bytes
-    fresh_state: bytes | None = None
-
-
-_adopted: weakref.WeakKeyDictionary[torch.Generator, _AdoptedStream] = weakref.WeakKeyDictionary()
-_adopted_lock = threading.Lock()
-
-
-def _state_bytes(state: torch.Tensor) -> bytes:
-    """A torch generator state as bytes: comparing bytes takes well under a microsecond, where
-    torch.equal on a CPU generator's 5 KB state takes about 8 us (a small latent's whole draw)."""
-    return state.numpy().tobytes()
-
-
-def _fresh_state(generator: torch.Generator, seed: int) -> bytes:
-    twin = torch.Generator(device=generator.device)
-    twin.manual_seed(seed)
-    return _state_bytes(twin.get_state())
-
-
 _CPU = torch.device("cpu")
-# Written by _nudge under _adopted_lock only. A plain CPU tensor whatever the import happened under
-# (inference mode, torch.set_default_device): a meta tensor would not move the generator at all.
-with torch.inference_mode(False):
-    _nudge_target = torch.empty(1, dtype=torch.int64, device="cpu")
-
-
-def _nudge(generator: torch.Generator) -> None:
-    """Moves a torch generator's state on, the way one small torch draw would."""
-    device_type = generator.device.type
-    if device_type == "cpu":
-        # The draw torch.randint(0, 2, (1,), generator=generator) makes (one 32-bit word), so torch's
-        # own samplers see the same state as before this shortcut, without allocating (~1 us).
-        _nudge_target.random_(0, 2, generator=generator)
-        return
-    state = generator.get_state()
-    if device_type == "cuda" and state.numel() == 16:
-        # CUDA Philox state: seed (8 bytes) then offset (8 bytes, a multiple of 4), little-endian.
-        offset = int.from_bytes(bytes(state[8:16].tolist()), "little") + 4
-        state[8:16] = torch.tensor(list(offset.to_bytes(8, "little")), dtype=torch.uint8)
-        generator.set_state(state)
-    else:
-        torch.randint(0, 2, (1,), generator=generator, device=generator.device)
-
-
-class _Reservation:
-    """Blocks taken from one generator for one draw, with the means to give them back."""
-
-    def __init__(self, generator: torch.Generator, blocks: int) -> None:
-        self.generator = generator
-        self.blocks = blocks
-        if isinstance(generator, Generator):
-            self._taken = generator._reserve(blocks)
-            self.seed, self.stream, self.offset = self._taken.seed, self._taken.stream, self._taken.start
-            return
-        with _adopted_lock:
-            seed = generator.initial_seed()
-            state = generator.get_state()
-            state_bytes = _state_bytes(state)
-            record = _adopted.get(generator)
-            fresh = None
-            if record is None or record.seed != seed:
-                offset = 0
-            elif state_bytes == record.state_left:
-                offset, fresh = record.next_block, record.fresh_state
-            else:
-                fresh = record.fresh_state if record.fresh_state is not None else _fresh_state(generator, seed)
-                offset = 0 if state_bytes == fresh else record.next_block
-            _layout.check_room(offset, blocks)
-            _nudge(generator)
-            self._made = _AdoptedStream(seed, offset + blocks, _state_bytes(generator.get_state()), fresh)
-            self._undo = (record, state)
-            _adopted[generator] = self._made
-        self.seed, self.stream, self.offset = seed, 0, offset
-
-    def undo(self) -> None:
-        """Gives the blocks back, unless the generator was used or changed since they were taken."""
-        if isinstance(self.generator, Generator):
-            self.generator._unreserve(self._taken)
-            return
-        record, state = self._undo
-        with _adopted_lock:
-            untouched = _adopted.get(self.generator) is self._made and (
-                _state_bytes(self.generator.get_state()) == self._made.state_left)
-            if not untouched:
-                return
-            self.generator.set_state(state)
-            if record is None:
-                _adopted.pop(self.generator, None)
-            else:
-                _adopted[self.generator] = record
 
 
 def _resolve_generators(generator: Any, batch_size: int | None) -> list[torch.Generator] | torch.Generator | None:
@@ -188,11 +80,12 @@ def randn_tensor(
     A drop-in for ``diffusers.utils.torch_utils.randn_tensor``:
 
     - ``generator`` may be a :class:`detnoise.Generator`, a plain ``torch.Generator`` (CPU or CUDA:
-      the key is ``initial_seed()``, so CPU and CUDA generators with one seed give the same noise;
-      consecutive calls continue the stream; ``manual_seed`` restarts it; torch drawing from the
-      generator in between does not), a list or tuple of them (row ``i`` of the batch equals a
-      single-row draw from ``generator[i]``; one kernel launch), or None (torch's default generator,
-      so ``torch.manual_seed(s)`` makes scripts reproducible across devices).
+      its position follows its torch state, so ``manual_seed(s)`` starts block 0 of seed ``s``,
+      consecutive calls continue the stream, ``set_state``/``deepcopy`` replay, and CPU and CUDA
+      generators with one seed give the same noise: Note [Torch generator positions] in
+      ``detnoise._resolve``), a list or tuple of them (row ``i`` of the batch equals a single-row
+      draw from ``generator[i]``; one kernel launch), or None (torch's default CPU generator, so
+      ``torch.manual_seed(s)`` makes scripts reproducible across devices).
     - ``device`` defaults to the CPU; a generator's device never has to match it. Devices other than
       CPU and CUDA get CPU noise moved to them.
     - ``dtype`` defaults to torch's default dtype; float16/bfloat16 noise is the float32 noise
@@ -229,20 +122,23 @@ def randn_tensor(
         pass  # an empty batch (or empty rows): nothing to draw, no generator advances
     elif isinstance(generators, list):
         row_blocks = _layout.blocks_for(out.numel() // len(generators), dtype)
-        reservations: list[_Reservation] = []
+        reservations: list[_resolve.Reservation] = []
         try:
+            if out.is_cuda:
+                check_not_capturing(out.device, "randn_tensor")
             for item in generators:
-                reservations.append(_Reservation(item, row_blocks))
-            _native.launch_rows(_native.KIND_NORMAL, out, [(r.seed, r.stream, r.offset) for r in reservations])
+                reservations.append(_resolve.reserve(item, row_blocks))
+            _native.launch_rows(_native.KIND_NORMAL, out, [(r.seed, r.stream, r.start) for r in reservations])
         except BaseException:
             for reservation in reversed(reservations):
                 reservation.undo()
             raise
     else:
-        source = torch.default_generator if generators is None else generators
-        reservation = _Reservation(source, _layout.blocks_for(out.numel(), dtype))
+        if out.is_cuda:
+            check_not_capturing(out.device, "randn_tensor")
+        reservation = _resolve.reserve(generators, _layout.blocks_for(out.numel(), dtype), default=torch.default_generator)
         try:
-            _native.launch(_native.KIND_NORMAL, out, reservation.seed, reservation.stream, reservation.offset)
+            _native.launch(_native.KIND_NORMAL, out, reservation.seed, reservation.stream, reservation.start)
         except BaseException:
             reservation.undo()
             raise
