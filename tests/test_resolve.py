@@ -188,3 +188,19 @@ def test_cuda_generators_follow_the_same_rules_without_state_tensors() -> None:
     assert _resolve.position(fake) == (7, 0, 0)
     fake.offset = 4 * 1000  # torch drew from it
     assert _resolve.position(fake) == (7, _resolve.derived_stream((7).to_bytes(8, "little") + (4000).to_bytes(8, "little")), 0)
+
+
+# ---- CUDA graph capture (issue 14 item 1): checked with the capture query mocked -------------------
+
+
+def test_generator_driven_cuda_draws_refuse_capture(monkeypatch) -> None:
+    from detnoise import _draw
+
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(RuntimeError, match="GraphSafeDraws"):
+        _draw.check_not_capturing(torch.device("cuda", 0), "randn")
+    _draw.check_not_capturing(torch.device("cpu"), "randn")  # CPU draws are not captured
+    # Explicit (seed, stream, offset) draws stay allowed: their values are meant to be fixed.
+    assert torch.equal(detnoise.normal((4,), seed=1), expected((4,), 1))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    _draw.check_not_capturing(torch.device("cuda", 0), "randn")

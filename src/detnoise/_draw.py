@@ -50,11 +50,14 @@ def _fill(kind: int, target: torch.Tensor, seed: int, stream: int, offset: int) 
         target.copy_(dense)
 
 
-def _draw_with_generator(kind: int, target: torch.Tensor, generator: GeneratorArg, function: str) -> None:
+def _draw_with_generator(
+    kind: int, target: torch.Tensor, generator: GeneratorArg, function: str, default: torch.Generator = default_generator
+) -> None:
+    """Fills ``target`` with the next draw of ``generator`` (``default`` for None)."""
     if torch.compiler.is_compiling():  # a stateful draw is not traceable: graph-break (detnoise.ops)
-        _draw_outside_compile(kind, target, generator, function)
+        _draw_outside_compile(kind, target, generator, function, default)
     else:
-        _draw_eagerly(kind, target, generator, function)
+        _draw_eagerly(kind, target, generator, function, default)
 
 
 def check_not_capturing(device: torch.device, function: str) -> None:
@@ -70,10 +73,12 @@ def check_not_capturing(device: torch.device, function: str) -> None:
         )
 
 
-def _draw_eagerly(kind: int, target: torch.Tensor, generator: GeneratorArg, function: str) -> None:
+def _draw_eagerly(
+    kind: int, target: torch.Tensor, generator: GeneratorArg, function: str, default: torch.Generator = default_generator
+) -> None:
     if target.is_cuda:
         check_not_capturing(target.device, function)
-    taken = _reserve(function, generator, _layout.blocks_for(target.numel(), target.dtype))
+    taken = _reserve(function, generator, _layout.blocks_for(target.numel(), target.dtype), default)
     try:
         _fill(kind, target, taken.seed, taken.stream, taken.start)
     except BaseException:
@@ -81,10 +86,11 @@ def _draw_eagerly(kind: int, target: torch.Tensor, generator: GeneratorArg, func
         raise
 
 
-def _reserve(function: str, generator: GeneratorArg, blocks: int) -> _resolve.Reservation:
-    """The resolver with detnoise's default (``detnoise.default_generator``) and a TypeError that
-    names the function."""
-    return _resolve.reserve(_checked_generator(function, generator), blocks, default=default_generator)
+def _reserve(
+    function: str, generator: GeneratorArg, blocks: int, default: torch.Generator = default_generator
+) -> _resolve.Reservation:
+    """The resolver with a TypeError that names the function."""
+    return _resolve.reserve(_checked_generator(function, generator), blocks, default=default)
 
 
 _draw_outside_compile = torch.compiler.disable(_draw_eagerly)  # dynamo runs it eagerly (graph break)
