@@ -191,7 +191,7 @@ def _generate(
     if out is not None and not torch.compiler.is_compiling():
         # Fail before resizing the caller's out; the reservation checks again (atomically).
         start = _resolve.position(_checked_generator(function, generator), default=default_generator)[2]
-        _layout.check_room(start, _layout.blocks_for(_numel(dims), dtype))
+        _layout.check_generator_room(start, _layout.blocks_for(_numel(dims), dtype))
     target = _prepare_output(function, kind, dims, dtype, device, out)
     _draw_with_generator(kind, target, generator, function)
     if requires_grad:

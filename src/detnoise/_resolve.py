@@ -108,7 +108,7 @@ def reserve(generator: Any, blocks: int, *, default: Any = None) -> Reservation:
     with _lock:
         state = access.read(generator)
         seed, stream, start = _position_locked(generator, access, state)
-        _layout.check_room(start, blocks)
+        _layout.check_generator_room(start, blocks)
         end = start + blocks
         new_state = access.tagged(state, _tag(seed, stream, end))
         access.write(generator, new_state)
