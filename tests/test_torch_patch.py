@@ -244,3 +244,14 @@ def test_generator_level_covers_only_generator_passing_draws_outside_scopes() ->
         torch_patch.release_generator_patch()
     assert torch.randn is torch_patch._ORIGINAL.get("randn", torch.randn)
     assert not torch_patch._ORIGINAL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_detnoise_fills_share_the_definitions(dtype) -> None:
+    name = str(dtype).split(".")[1]
+    x = detnoise.normal_(torch.empty(5, dtype=dtype), 1.5, 2.0, generator=detnoise.Generator(seed=SEED))
+    assert_bits_equal(x, t(reference.normal_affine(5, name, SEED, mean=1.5, std=2.0)))
+    y = detnoise.uniform_(torch.empty(5, dtype=dtype), -1.0, 3.0, generator=detnoise.Generator(seed=SEED))
+    assert_bits_equal(y, t(reference.uniform_range(5, name, SEED, low=-1.0, high=3.0)))
+    with detnoise.patch_torch():
+        assert_bits_equal(torch.empty(5, dtype=dtype).normal_(1.5, 2.0, generator=gen()), x)

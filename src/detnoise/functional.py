@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from detnoise import _layout, _native
+from detnoise import _layout, _native, torch_patch
+from detnoise.generator import default_generator
 from detnoise._draw import GeneratorArg, _draw_fast, _draw_with_generator, _fill, _generate
 from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_graphs use these names)
     DeviceArg,
@@ -177,8 +178,9 @@ def normal_(
     """Fills ``tensor`` in place with N(mean, std**2) noise, like ``torch.nn.init.normal_``.
 
     The standard normals are exactly ``randn(tensor.shape, dtype=tensor.dtype)`` in logical element
-    order (also for non-contiguous tensors); a mean or std other than 0 and 1 is then applied with
-    torch's ``mul_`` and ``add_`` in the tensor's dtype.
+    order (also for non-contiguous tensors); a mean or std other than 0 and 1 is then applied as
+    docs/SPEC.md §10.1 defines it (``z * std + mean``, two IEEE operations in float32 for 16-bit
+    tensors, rounded once), the same values as ``Tensor.normal_`` under ``patch_torch()``.
     """
     target = _check_fill_target(tensor, "normal_")
     mean_value = _check_scalar(mean, "mean", "normal_")
@@ -186,11 +188,11 @@ def normal_(
     if std_value < 0:
         raise ValueError(f"normal_: std must be >= 0, got {std_value}")
     with torch.no_grad():
-        _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
-        if std_value != 1.0:
-            target.mul_(std_value)
-        if mean_value != 0.0:
-            target.add_(mean_value)
+        if (mean_value, std_value) == (0.0, 1.0):
+            _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
+        else:
+            target.copy_(torch_patch.normal_values(tuple(target.shape), target.dtype, target.device,
+                                                   _or_default(generator), "normal_", mean_value, std_value))
     return tensor
 
 
@@ -198,7 +200,8 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
     """Fills ``tensor`` in place with U(a, b) noise, like ``torch.nn.init.uniform_``.
 
     The [0, 1) values are exactly ``rand(tensor.shape, dtype=tensor.dtype)`` in logical order; other
-    bounds are applied as ``u * (b - a) + a`` with torch's ``mul_`` and ``add_``.
+    bounds are applied as ``u * (b - a) + a`` as docs/SPEC.md §10.3 defines it (as ``Tensor.uniform_``
+    under ``patch_torch()``).
     """
     target = _check_fill_target(tensor, "uniform_")
     low = _check_scalar(a, "a", "uniform_")
@@ -206,11 +209,17 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
     if not low <= high:
         raise ValueError(f"uniform_: expects a <= b, got a={low}, b={high}")
     with torch.no_grad():
-        _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
-        if (low, high) != (0.0, 1.0):
-            target.mul_(high - low)
-            target.add_(low)
+        if (low, high) == (0.0, 1.0):
+            _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
+        else:
+            target.copy_(torch_patch.uniform_values(tuple(target.shape), target.dtype, target.device,
+                                                    _or_default(generator), "uniform_", low, high))
     return tensor
+
+
+def _or_default(generator: GeneratorArg) -> torch.Generator:
+    """detnoise's own functions draw from ``detnoise.default_generator`` when given none."""
+    return default_generator if generator is None else generator
 
 
 # ---- the functional core: explicit (seed, stream, offset) ---------------------------------------
