@@ -17,8 +17,9 @@ Coverage levels (one set of rebindings serves both):
 - ``patch_torch()``: every call is a detnoise draw;
 - ``patch_diffusers()`` (its generator part): calls that pass a ``generator`` are detnoise draws
   wherever they are made (user code and diffusers share generator objects), and calls without one
-  only inside diffusers' pipeline ``__call__`` and scheduler ``step`` (:func:`diffusers_scope`);
-  code outside diffusers keeps torch's global RNG.
+  only when made directly by diffusers code (a pipeline's ``__call__``, a scheduler's ``step``, any
+  function of a ``diffusers.*`` module except weight initialisers) or inside
+  :func:`diffusers_scope`; code outside diffusers keeps torch's global RNG.
 
 Argument errors are torch's own: when detnoise's checks refuse a call, the original function is
 run on a copy of the generator (and of ``out`` or ``self``) so that torch raises its exact error;
@@ -28,6 +29,8 @@ the caller's generator never moves on a failed call.
 from __future__ import annotations
 
 import contextlib
+import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -713,7 +716,23 @@ def _covers(generator: Any) -> bool:
         return True
     if not _generator_holders:
         return False
-    return generator is not None or getattr(_scope, "depth", 0) > 0
+    return generator is not None or getattr(_scope, "depth", 0) > 0 or _called_from_diffusers(sys._getframe(2))
+
+
+# Functions whose draws initialise weights (loaded weights replace them): not noise, left alone.
+_INITIALISER = re.compile(r"__init__|init_weights|initiali[sz]e|reset_parameters|_init\b|^init")
+
+
+def is_initialiser(function_name: str) -> bool:
+    """Whether a function of this name initialises weights (its draws are left to torch's RNG)."""
+    return bool(_INITIALISER.search(function_name))
+
+
+def _called_from_diffusers(frame: Any) -> bool:
+    """A global-RNG draw made directly by diffusers code (a pipeline, a scheduler step), outside
+    weight initialisers. Code outside diffusers keeps torch's global RNG."""
+    module = frame.f_globals.get("__name__", "")
+    return module.startswith("diffusers.") and not is_initialiser(frame.f_code.co_name)
 
 
 @contextlib.contextmanager
