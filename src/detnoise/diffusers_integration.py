@@ -312,6 +312,7 @@ class PatchReport:
         with_generator = [f for f in covered if f.uses_generator]
         out.append(f"direct torch draws covered by detnoise: {len(covered)} "
                    f"({len(with_generator)} with a generator, {len(covered) - len(with_generator)} from the global RNG)")
+        out += [f"  {f.module}:{f.line}: {f.code}" for f in covered]
         initialisers = [f for f in self.findings if f.status == "initialiser"]
         out.append(f"weight initialisers, left to torch's RNG (loaded weights replace them): {len(initialisers)}")
         out += [f"  {f.module}:{f.line} ({f.function}): {f.code}" for f in initialisers]
