@@ -51,7 +51,7 @@ def test_plain_call_past_the_end_of_the_stream_changes_nothing() -> None:
     with pytest.raises(ValueError, match="past the end of the stream"):
         detnoise.randn(16, generator=g)
     assert torch.equal(g.get_state(), before)
-    assert detnoise.randn(8, generator=g).shape == (8,) and g.offset == 2**64
+    assert detnoise.randn(4, generator=g).shape == (4,) and g.offset == 2**64 - 1  # the offset stays a u64
 
 
 def test_scalar_and_empty_shapes() -> None:
@@ -151,9 +151,14 @@ def test_functional_core_matches_generator_draws() -> None:
     assert_bits_equal(stateful, functional)
 
 
-def test_torch_generator_is_refused_with_a_hint() -> None:
+def test_non_generator_is_refused_with_a_hint() -> None:
     with pytest.raises(TypeError, match="detnoise.Generator"):
-        detnoise.randn(3, generator=torch.Generator())
+        detnoise.randn(3, generator=3)
+
+
+def test_torch_generator_is_read_through_the_resolver() -> None:
+    # Its position follows its torch state (tests/test_resolve.py): fresh after manual_seed(s).
+    assert torch.equal(detnoise.randn(3, generator=torch.Generator().manual_seed(5)), detnoise.normal((3,), seed=5))
 
 
 # ---- bad input: clear exceptions, generator unchanged ------------------------------------------
@@ -184,7 +189,7 @@ BAD_CALLS = [
     ("like on a missing device", lambda g: detnoise.randn_like(torch.empty(2), generator=g, device="cuda:7"), RuntimeError),
     ("fill of a non-tensor", lambda g: detnoise.uniform_([0.0], generator=g), TypeError),
     ("string mean", lambda g: detnoise.normal_(torch.empty(3), "0", 1.0, generator=g), TypeError),
-    ("torch generator to a fill", lambda g: detnoise.normal_(torch.empty(3), generator=torch.Generator()), TypeError),
+    ("non-generator to a fill", lambda g: detnoise.normal_(torch.empty(3), generator="cpu"), TypeError),
     ("fold_in out of range", lambda g: g.fold_in(2**64), ValueError),
     ("spawn of a float", lambda g: g.spawn(1.5), TypeError),
     ("offset set to a float", lambda g: setattr(g, "offset", 3.0), TypeError),

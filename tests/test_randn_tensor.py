@@ -1,5 +1,5 @@
 """detnoise.randn_tensor: diffusers' signature and semantics, device-independent values, and the
-rules for plain torch generators (Note [Adopted torch generators])."""
+rules for plain torch generators (Note [Torch generator positions] in detnoise._resolve)."""
 
 from __future__ import annotations
 
@@ -48,13 +48,18 @@ def test_consecutive_calls_continue_and_manual_seed_restarts() -> None:
     assert_bits_equal(randn_tensor(shape, generator=g), expected(shape, 4))
 
 
-def test_torch_drawing_in_between_does_not_restart() -> None:
+def test_torch_drawing_in_between_starts_a_derived_stream() -> None:
+    # The full rules and replay cases are in test_resolve.py.
     g = torch.Generator().manual_seed(11)
     shape = (4, 4)
     randn_tensor(shape, generator=g)
-    torch.randperm(10, generator=g)  # what ~44 diffusers call sites do with the same generator
-    torch.randn(3, generator=g)
-    assert_bits_equal(randn_tensor(shape, generator=g), expected(shape, 11, blocks(shape)))
+    torch.randperm(10, generator=g)
+    after = randn_tensor(shape, generator=g)
+    replay = torch.Generator().manual_seed(11)
+    randn_tensor(shape, generator=replay)
+    torch.randperm(10, generator=replay)
+    assert_bits_equal(randn_tensor(shape, generator=replay), after)
+    assert not torch.equal(after, expected(shape, 11, blocks(shape)))
 
 
 def test_global_default_follows_torch_manual_seed() -> None:

@@ -77,10 +77,10 @@ def test_a_failed_draws_rollback_never_rewinds_a_later_draw() -> None:
 
 
 def test_adopted_generator_rollback_respects_later_use() -> None:
-    from detnoise.diffusers_integration import _Reservation
+    from detnoise import _resolve
 
     tg = torch.Generator().manual_seed(3)
-    reservation = _Reservation(tg, 4)
+    reservation = _resolve.reserve(tg, 4)
     torch.randn(2, generator=tg)  # torch used the generator after the reservation
     state = tg.get_state()
     reservation.undo()
@@ -179,13 +179,21 @@ def test_import_under_inference_mode_and_a_meta_default_device_keeps_torch_gener
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
-def test_torch_generator_moves_on_as_one_small_torch_draw() -> None:
-    # After a draw, torch's own samplers on that generator see the state one torch.randint(0, 2,
-    # (1,)) leaves: the same in every detnoise release.
-    used, reference_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+def test_torch_generator_state_after_a_draw_is_the_same_in_every_process() -> None:
+    # The state a detnoise draw leaves is the old state with a tag of (seed, stream, end block)
+    # XORed into two Mersenne Twister words (Note [Torch generator positions]): no salted hash, so
+    # torch's own samplers see the same state in every process and release.
+    from detnoise import _resolve
+
+    used = torch.Generator().manual_seed(3)
+    fresh = used.get_state().numpy().tobytes()
     detnoise.randn_tensor((2, 3), generator=used)
-    torch.randint(0, 2, (1,), generator=reference_generator)
-    assert torch.equal(used.get_state(), reference_generator.get_state())
+    tag = _resolve._tag(3, 0, 2)
+    words = bytearray(fresh)
+    for slot, part in ((24, tag & 0xFFFFFFFF), (32, tag >> 32)):
+        value = int.from_bytes(words[slot : slot + 4], "little") ^ part
+        words[slot : slot + 4] = value.to_bytes(4, "little")
+    assert used.get_state().numpy().tobytes() == bytes(words)
 
 
 def test_unhashable_dtype_gets_the_descriptive_error() -> None:

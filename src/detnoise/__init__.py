@@ -36,6 +36,7 @@ from detnoise.determinism import determinism_status, deterministic, enable_full_
 from detnoise.fingerprint import fingerprint
 from detnoise.generator import Generator, default_generator, initial_seed, manual_seed
 from detnoise.slicing import rand_slice, randn_slice
+from detnoise.torch_patch import TorchPatch, patch_torch, unpatch_torch
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ __all__ = [
     "manual_seed",
     "normal",
     "patch_diffusers",
+    "patch_torch",
     "patch_report",
     "normal_",
     "rand",
@@ -74,4 +76,6 @@ __all__ = [
     "uniform",
     "uniform_",
     "unpatch_diffusers",
+    "unpatch_torch",
+    "TorchPatch",
 ]

@@ -69,6 +69,17 @@ def check_room(offset: int, blocks: int) -> None:
         )
 
 
+def check_generator_room(offset: int, blocks: int) -> None:
+    """Raises unless a generator-driven draw of ``blocks`` from ``offset`` leaves the offset below
+    2^64: a generator's offset is a u64 (SPEC §3), so its last block, 2^64 - 1, is reachable only
+    through the functional core (explicit offset)."""
+    if offset + blocks >= UINT64_LIMIT and blocks:
+        raise ValueError(
+            f"this draw needs {blocks} blocks from offset {offset}, past the end of the stream for a generator "
+            "(its offset must stay below 2**64); use another stream (fold_in/spawn) or a smaller offset"
+        )
+
+
 def _derive_stream(seed: int, stream: int, data: int, tweak: tuple[int, int]) -> int:
     counter = (data & 0xFFFFFFFF, data >> 32, stream & 0xFFFFFFFF, stream >> 32)
     key = ((seed & 0xFFFFFFFF) ^ tweak[0], (seed >> 32) ^ tweak[1])

@@ -125,26 +125,19 @@ def _command_demo(args: argparse.Namespace) -> int:
 
 
 def _command_patch_report(args: argparse.Namespace) -> int:
-    import importlib
-    import pkgutil
-
     try:
         import diffusers
     except ImportError:
         print("detnoise patch-report needs diffusers: pip install 'detnoise[diffusers]'", file=sys.stderr)
         return 2
-    packages = ["diffusers.schedulers", "diffusers.pipelines", "diffusers.models"] if args.all else ["diffusers.schedulers"]
-    for package_name in packages:
-        package = importlib.import_module(package_name)
-        for module in pkgutil.walk_packages(package.__path__, package_name + "."):
-            try:
-                importlib.import_module(module.name)
-            except Exception:  # noqa: BLE001 - optional dependencies of single pipelines
-                continue
+    from detnoise import diffusers_integration
+
+    diffusers_integration.load_diffusers_modules(["diffusers.schedulers"])
     patch = detnoise.patch_diffusers()
     try:
-        print(f"diffusers {diffusers.__version__}; modules loaded from {', '.join(packages)}")
-        print("\n".join(detnoise.patch_report().lines()))
+        scope = "every module of the installed diffusers (source scan)" if args.all else "loaded modules"
+        print(f"diffusers {diffusers.__version__}; draws in {scope}")
+        print("\n".join(detnoise.patch_report(all=args.all).lines()))
     finally:
         patch.unpatch()
     return 0
@@ -187,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_command_demo)
 
     report = commands.add_parser("patch-report", help="what patch_diffusers covers, and what still draws elsewhere")
-    report.add_argument("--all", action="store_true", help="load every diffusers pipeline and model module too (slow)")
+    report.add_argument("--all", action="store_true", help="scan the source of every diffusers module, loaded or not")
     report.set_defaults(handler=_command_patch_report)
 
     info = commands.add_parser("info", help="what was built and what can run here, as JSON")

@@ -5,18 +5,17 @@
 depend on the device. ``patch_diffusers()`` puts it in place of the original in every loaded
 diffusers module (and in ``torch_utils``, where modules imported later find it).
 
-Plain ``torch.Generator`` objects work too (see :func:`randn_tensor`): the key is their
-``initial_seed()``, and detnoise remembers how far each generator's stream has been used.
+Plain ``torch.Generator`` objects work too (see :func:`randn_tensor`): their detnoise position is
+a function of their torch state (Note [Torch generator positions] in ``detnoise._resolve``).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import inspect
-import re
 import sys
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -24,123 +23,15 @@ from typing import Any, Callable, Union
 
 import torch
 
-from detnoise import _layout, _native
-from detnoise import _compile  # lazy torch.compiler.disable: keeps torch._dynamo out of import
-from detnoise.functional import _parse_size
-from detnoise.generator import Generator
+from detnoise import _compile, _layout, _native, _resolve, torch_patch
+from detnoise._draw import check_not_capturing
+from detnoise._torchargs import _parse_size
 
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
 _EXPECTED_PARAMETERS = ("shape", "generator", "device", "dtype", "layout")
 
-# ---- plain torch.Generator objects ------------------------------------------------------------
-# Note [Adopted torch generators]
-# A torch.Generator (or torch's default generator, for generator=None) is read as the detnoise
-# stream (seed = initial_seed(), stream 0). Per generator we remember the next block and the torch
-# state we left behind. After each draw we "nudge" the torch state (advance it by one small torch
-# draw) so that a later manual_seed(s) - even with the same s - is visible as a return to the fresh
-# state for s. On the next call:
-#   state == the state we left        -> continue at the remembered block
-#   state == fresh manual_seed(seed)   -> the user re-seeded: restart at block 0
-#   anything else (torch drew from it) -> continue at the remembered block
-#   initial_seed() changed, or unseen  -> start at block 0
-
-
-@dataclass
-class _AdoptedStream:
-    seed: int
-    next_block: int
-    state_left: bytes
-    fresh_state: bytes | None = None
-
-
-_adopted: weakref.WeakKeyDictionary[torch.Generator, _AdoptedStream] = weakref.WeakKeyDictionary()
-_adopted_lock = threading.Lock()
-
-
-def _state_bytes(state: torch.Tensor) -> bytes:
-    """A torch generator state as bytes: comparing bytes takes well under a microsecond, where
-    torch.equal on a CPU generator's 5 KB state takes about 8 us (a small latent's whole draw)."""
-    return state.numpy().tobytes()
-
-
-def _fresh_state(generator: torch.Generator, seed: int) -> bytes:
-    twin = torch.Generator(device=generator.device)
-    twin.manual_seed(seed)
-    return _state_bytes(twin.get_state())
-
-
 _CPU = torch.device("cpu")
-# Written by _nudge under _adopted_lock only. A plain CPU tensor whatever the import happened under
-# (inference mode, torch.set_default_device): a meta tensor would not move the generator at all.
-with torch.inference_mode(False):
-    _nudge_target = torch.empty(1, dtype=torch.int64, device="cpu")
-
-
-def _nudge(generator: torch.Generator) -> None:
-    """Moves a torch generator's state on, the way one small torch draw would."""
-    device_type = generator.device.type
-    if device_type == "cpu":
-        # The draw torch.randint(0, 2, (1,), generator=generator) makes (one 32-bit word), so torch's
-        # own samplers see the same state as before this shortcut, without allocating (~1 us).
-        _nudge_target.random_(0, 2, generator=generator)
-        return
-    state = generator.get_state()
-    if device_type == "cuda" and state.numel() == 16:
-        # CUDA Philox state: seed (8 bytes) then offset (8 bytes, a multiple of 4), little-endian.
-        offset = int.from_bytes(bytes(state[8:16].tolist()), "little") + 4
-        state[8:16] = torch.tensor(list(offset.to_bytes(8, "little")), dtype=torch.uint8)
-        generator.set_state(state)
-    else:
-        torch.randint(0, 2, (1,), generator=generator, device=generator.device)
-
-
-class _Reservation:
-    """Blocks taken from one generator for one draw, with the means to give them back."""
-
-    def __init__(self, generator: torch.Generator, blocks: int) -> None:
-        self.generator = generator
-        self.blocks = blocks
-        if isinstance(generator, Generator):
-            self._taken = generator._reserve(blocks)
-            self.seed, self.stream, self.offset = self._taken.seed, self._taken.stream, self._taken.start
-            return
-        with _adopted_lock:
-            seed = generator.initial_seed()
-            state = generator.get_state()
-            state_bytes = _state_bytes(state)
-            record = _adopted.get(generator)
-            fresh = None
-            if record is None or record.seed != seed:
-                offset = 0
-            elif state_bytes == record.state_left:
-                offset, fresh = record.next_block, record.fresh_state
-            else:
-                fresh = record.fresh_state if record.fresh_state is not None else _fresh_state(generator, seed)
-                offset = 0 if state_bytes == fresh else record.next_block
-            _layout.check_room(offset, blocks)
-            _nudge(generator)
-            self._made = _AdoptedStream(seed, offset + blocks, _state_bytes(generator.get_state()), fresh)
-            self._undo = (record, state)
-            _adopted[generator] = self._made
-        self.seed, self.stream, self.offset = seed, 0, offset
-
-    def undo(self) -> None:
-        """Gives the blocks back, unless the generator was used or changed since they were taken."""
-        if isinstance(self.generator, Generator):
-            self.generator._unreserve(self._taken)
-            return
-        record, state = self._undo
-        with _adopted_lock:
-            untouched = _adopted.get(self.generator) is self._made and (
-                _state_bytes(self.generator.get_state()) == self._made.state_left)
-            if not untouched:
-                return
-            self.generator.set_state(state)
-            if record is None:
-                _adopted.pop(self.generator, None)
-            else:
-                _adopted[self.generator] = record
 
 
 def _resolve_generators(generator: Any, batch_size: int | None) -> list[torch.Generator] | torch.Generator | None:
@@ -189,11 +80,12 @@ def randn_tensor(
     A drop-in for ``diffusers.utils.torch_utils.randn_tensor``:
 
     - ``generator`` may be a :class:`detnoise.Generator`, a plain ``torch.Generator`` (CPU or CUDA:
-      the key is ``initial_seed()``, so CPU and CUDA generators with one seed give the same noise;
-      consecutive calls continue the stream; ``manual_seed`` restarts it; torch drawing from the
-      generator in between does not), a list or tuple of them (row ``i`` of the batch equals a
-      single-row draw from ``generator[i]``; one kernel launch), or None (torch's default generator,
-      so ``torch.manual_seed(s)`` makes scripts reproducible across devices).
+      its position follows its torch state, so ``manual_seed(s)`` starts block 0 of seed ``s``,
+      consecutive calls continue the stream, ``set_state``/``deepcopy`` replay, and CPU and CUDA
+      generators with one seed give the same noise: Note [Torch generator positions] in
+      ``detnoise._resolve``), a list or tuple of them (row ``i`` of the batch equals a single-row
+      draw from ``generator[i]``; one kernel launch), or None (torch's default CPU generator, so
+      ``torch.manual_seed(s)`` makes scripts reproducible across devices).
     - ``device`` defaults to the CPU; a generator's device never has to match it. Devices other than
       CPU and CUDA get CPU noise moved to them.
     - ``dtype`` defaults to torch's default dtype; float16/bfloat16 noise is the float32 noise
@@ -230,20 +122,23 @@ def randn_tensor(
         pass  # an empty batch (or empty rows): nothing to draw, no generator advances
     elif isinstance(generators, list):
         row_blocks = _layout.blocks_for(out.numel() // len(generators), dtype)
-        reservations: list[_Reservation] = []
+        reservations: list[_resolve.Reservation] = []
         try:
+            if out.is_cuda:
+                check_not_capturing(out.device, "randn_tensor")
             for item in generators:
-                reservations.append(_Reservation(item, row_blocks))
-            _native.launch_rows(_native.KIND_NORMAL, out, [(r.seed, r.stream, r.offset) for r in reservations])
+                reservations.append(_resolve.reserve(item, row_blocks))
+            _native.launch_rows(_native.KIND_NORMAL, out, [(r.seed, r.stream, r.start) for r in reservations])
         except BaseException:
             for reservation in reversed(reservations):
                 reservation.undo()
             raise
     else:
-        source = torch.default_generator if generators is None else generators
-        reservation = _Reservation(source, _layout.blocks_for(out.numel(), dtype))
+        if out.is_cuda:
+            check_not_capturing(out.device, "randn_tensor")
+        reservation = _resolve.reserve(generators, _layout.blocks_for(out.numel(), dtype), default=torch.default_generator)
         try:
-            _native.launch(_native.KIND_NORMAL, out, reservation.seed, reservation.stream, reservation.offset)
+            _native.launch(_native.KIND_NORMAL, out, reservation.seed, reservation.stream, reservation.start)
         except BaseException:
             reservation.undo()
             raise
@@ -300,11 +195,16 @@ def _diffusers_modules() -> list[tuple[str, ModuleType]]:
 
 
 def patch_diffusers() -> DiffusersPatch:
-    """Makes diffusers draw its noise with :func:`randn_tensor`; returns a handle (a context manager).
+    """Makes every draw of a diffusers pipeline call a detnoise draw; returns a handle (a context manager).
 
     Replaces ``diffusers.utils.torch_utils.randn_tensor`` first, so modules imported later pick up
     detnoise's, then rebinds ``randn_tensor`` in every loaded diffusers module that holds the
-    original. Patching twice is harmless: the same handle comes back, and nested ``with`` blocks
+    original. It also turns on the generator level of the torch patch (``detnoise.torch_patch``):
+    torch's samplers called with a ``generator`` give detnoise values wherever they are called
+    (user code and diffusers share generator objects, e.g. the mask-latents skip
+    ``torch.randn(shape, generator=g)``), and global-RNG draws made by diffusers code (pipelines,
+    scheduler steps; not weight initialisers) draw from ``torch.default_generator`` through
+    detnoise. Code outside diffusers keeps torch's global RNG unless ``patch_torch()`` is on. Patching twice is harmless: the same handle comes back, and nested ``with`` blocks
     unpatch only when the outermost one ends. ``unpatch_diffusers()`` restores every binding at
     once.
 
@@ -332,6 +232,7 @@ def patch_diffusers() -> DiffusersPatch:
             if module is not torch_utils and getattr(module, "randn_tensor", None) is original:
                 module.randn_tensor = randn_tensor
                 patch.rebound.append(name)
+        torch_patch.acquire_generator_patch()
         _patch = patch
         return patch
 
@@ -358,6 +259,7 @@ def unpatch_diffusers() -> None:
                 module.randn_tensor = _patch.original
         _patch.active = False
         _patch = None
+        torch_patch.release_generator_patch()
 
 
 def is_patched() -> bool:
@@ -366,49 +268,81 @@ def is_patched() -> bool:
 
 # ---- what the patch covers ------------------------------------------------------------------
 
-_TORCH_DRAW = re.compile(
-    r"\b(?:torch\.(?:randn|rand|randint|randperm|multinomial|randn_like|rand_like|randint_like|normal|bernoulli|poisson)"
-    r"|\.(?:normal_|uniform_|random_|exponential_|bernoulli_|geometric_|cauchy_|log_normal_))\("
-)
-_SDE = re.compile(r"\btorchsde\.")
-# Weight initialisation draws at construction time; loaded weights replace them, so they are not noise.
-_INITIALISATION = re.compile(r"nn\.Parameter\(|nn\.init\.|init\.(?:normal_|uniform_)")
+# Draw calls detnoise covers while patched (torch.X or tensor.X), and those it does not.
+_COVERED_FUNCTIONS = frozenset(name for name in torch_patch.PATCHED if not name.startswith("Tensor."))
+_COVERED_METHODS = frozenset(name[len("Tensor."):] for name in torch_patch.PATCHED if name.startswith("Tensor."))
+_OTHER_FUNCTIONS = frozenset(("poisson", "binomial", "_standard_gamma", "_sample_dirichlet"))
+_NOT_DRAWS = frozenset(("seed", "manual_seed", "get_state", "set_state", "getstate", "setstate", "RandomState", "default_rng",
+                        "Generator", "fork_rng", "Random"))
+_OTHER_METHODS = frozenset(("geometric_", "cauchy_", "log_normal_"))
 
 
 @dataclass
 class Finding:
+    """One draw call in a diffusers module's source, and what draws it when patched."""
+
     module: str
     line: int
     code: str
     uses_generator: bool
+    function: str = ""  # the enclosing function ("" at module level)
+    status: str = "not covered"  # "covered", "initialiser" (left alone) or "not covered"
 
 
 @dataclass
 class PatchReport:
-    """Which loaded diffusers modules draw noise through ``randn_tensor`` (covered) and which draw
-    randomness some other way (not covered by detnoise)."""
+    """Which loaded diffusers modules draw noise through ``randn_tensor`` (covered), which draws
+    detnoise covers, which it leaves alone (weight initialisers) and which remain."""
 
     patched: bool
     covered: list[str]
     still_original: list[str]
     findings: list[Finding]
 
+    @property
+    def uncovered(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "not covered"]
+
     def lines(self) -> list[str]:
         out = [f"patch active: {'yes' if self.patched else 'no'}",
                f"modules drawing through randn_tensor ({'detnoise' if self.patched else 'diffusers'}): {len(self.covered)}"]
         if self.still_original:
             out.append(f"modules still bound to diffusers' randn_tensor: {', '.join(self.still_original)}")
-        with_generator = [f for f in self.findings if f.uses_generator]
-        global_rng = [f for f in self.findings if not f.uses_generator]
-        out.append(f"direct torch draws with a generator (not detnoise noise): {len(with_generator)}")
-        out += [f"  {f.module}:{f.line}: {f.code}" for f in with_generator]
-        out.append(f"draws from torch's global RNG or torchsde (not detnoise noise): {len(global_rng)}")
-        out += [f"  {f.module}:{f.line}: {f.code}" for f in global_rng]
+        covered = [f for f in self.findings if f.status == "covered"]
+        with_generator = [f for f in covered if f.uses_generator]
+        out.append(f"direct torch draws covered by detnoise: {len(covered)} "
+                   f"({len(with_generator)} with a generator, {len(covered) - len(with_generator)} from the global RNG)")
+        out += [f"  {f.module}:{f.line}: {f.code}" for f in covered]
+        initialisers = [f for f in self.findings if f.status == "initialiser"]
+        out.append(f"weight initialisers, left to torch's RNG (loaded weights replace them): {len(initialisers)}")
+        out += [f"  {f.module}:{f.line} ({f.function}): {f.code}" for f in initialisers]
+        uncovered = self.uncovered
+        out.append(f"draws not covered by detnoise: {len(uncovered)}")
+        out += [f"  {f.module}:{f.line}: {f.code}" for f in uncovered]
         return out
 
 
-def patch_report() -> PatchReport:
-    """Scans the loaded diffusers modules: what is patched, and what still draws elsewhere."""
+def load_diffusers_modules(packages: Sequence[str]) -> None:
+    """Imports every module under ``packages`` that imports here (optional dependencies of single
+    pipelines may be missing; those modules are skipped)."""
+    import importlib
+    import pkgutil
+
+    for package_name in packages:
+        package = importlib.import_module(package_name)
+        for module in pkgutil.walk_packages(package.__path__, package_name + "."):
+            try:
+                importlib.import_module(module.name)
+            except Exception:  # noqa: BLE001 - a pipeline's optional dependency is missing
+                continue
+
+
+def patch_report(all: bool = False) -> PatchReport:  # noqa: A002 - the CLI flag's name
+    """Scans the loaded diffusers modules: what is patched, what detnoise covers, what remains.
+
+    With ``all=True`` the draw scan reads the source of every module of the installed diffusers
+    (imported or not, optional dependencies or not), so it covers the whole package.
+    """
     covered, still_original, findings = [], [], []
     original = _patch.original if _patch is not None else getattr(_torch_utils(), "randn_tensor", None)
     for name, module in sorted(_diffusers_modules()):
@@ -417,23 +351,84 @@ def patch_report() -> PatchReport:
             covered.append(name)
         elif bound is original and _patch is not None:
             still_original.append(name)
-        findings += _scan_module(name, module)
+        if not all:
+            findings += _scan_module(name, module, _patch is not None)
+    if all:
+        findings = [finding for name, path in _diffusers_sources() for finding in _scan_file(name, path, _patch is not None)]
     return PatchReport(_patch is not None, covered, still_original, findings)
 
 
-def _call_arguments(text: str, open_paren: int) -> str:
-    """The text between the parenthesis at ``open_paren`` and its match (or to the end)."""
-    depth = 0
-    for index in range(open_paren, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[index], 0)
-        if depth == 0:
-            return text[open_paren + 1 : index]
-    return text[open_paren + 1 :]
+def _diffusers_sources() -> list[tuple[str, str]]:
+    """(module name, file path) of every Python file of the installed diffusers."""
+    import os
+
+    import diffusers
+
+    root = os.path.dirname(diffusers.__file__)
+    sources = []
+    for folder, _, files in os.walk(root):
+        for file in sorted(files):
+            if file.endswith(".py"):
+                relative = os.path.relpath(os.path.join(folder, file), os.path.dirname(root))[:-3]
+                name = relative.replace(os.sep, ".").removesuffix(".__init__")
+                sources.append((name, os.path.join(folder, file)))
+    return sorted(sources)
 
 
-def _scan_module(name: str, module: ModuleType) -> list[Finding]:
+def _scan_file(name: str, path: str, patched: bool) -> list[Finding]:
+    with open(path, encoding="utf-8") as file:
+        source = file.read()
+    skip = range(0)
+    if name == "diffusers.utils.torch_utils":  # the original randn_tensor itself is what gets replaced
+        tree = ast.parse(source)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "randn_tensor":
+                skip = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+    return _scan_source(name, source, patched, skip)
+
+
+def _draw_name(call: ast.Call) -> tuple[str, bool] | None:
+    """(name, is_method) of a draw call: torch.X(...) / torch.Tensor.X / x.X_(...), torchsde.X,
+    np.random.X, random.X; None for anything else."""
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return None
+    owner = func.value
+    if isinstance(owner, ast.Name) and owner.id == "torch":
+        if func.attr in _COVERED_FUNCTIONS or func.attr in _OTHER_FUNCTIONS:
+            return func.attr, False
+        return None
+    if isinstance(owner, ast.Name) and owner.id in ("torchsde", "random") and func.attr not in _NOT_DRAWS:
+        return f"{owner.id}.{func.attr}", False
+    if isinstance(owner, ast.Attribute) and owner.attr == "random" and isinstance(owner.value, ast.Name) \
+            and owner.value.id in ("np", "numpy") and func.attr not in _NOT_DRAWS:
+        return f"numpy.random.{func.attr}", False
+    if func.attr in _COVERED_METHODS or func.attr in _OTHER_METHODS:
+        if isinstance(owner, ast.Attribute) and owner.attr == "init":  # nn.init.normal_(...)
+            return f"init.{func.attr}", False
+        return func.attr, True
+    return None
+
+
+def _passes_generator(call: ast.Call) -> bool:
+    return any(keyword.arg == "generator" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is None)
+               for keyword in call.keywords)
+
+
+def _status(name: str, is_method: bool, function: str, uses_generator: bool, patched: bool) -> str:
+    if name.startswith("init."):
+        return "initialiser"
+    covered_kind = (name in _COVERED_METHODS) if is_method else (name in _COVERED_FUNCTIONS)
+    if covered_kind and not uses_generator and torch_patch.is_initialiser(function):
+        return "initialiser"
+    if covered_kind and patched:
+        return "covered"
+    return "not covered"
+
+
+def _scan_module(name: str, module: ModuleType, patched: bool = False) -> list[Finding]:
     try:
-        lines, _ = inspect.getsourcelines(module)
+        source = inspect.getsource(module)
     except (OSError, TypeError):
         return []
     skip = range(0)
@@ -442,15 +437,29 @@ def _scan_module(name: str, module: ModuleType) -> list[Finding]:
         with contextlib.suppress(OSError, TypeError):
             body, first = inspect.getsourcelines(original)
             skip = range(first, first + len(body))
-    findings = []
-    for number, text in enumerate(lines, start=1):
-        stripped = text.strip()
-        if number in skip or stripped.startswith("#") or _INITIALISATION.search(text):
-            continue
-        match = _TORCH_DRAW.search(text) or _SDE.search(text)
-        if not match:
-            continue
-        window = "".join(lines[number - 1 : number + 8])
-        arguments = _call_arguments(window, window.find("(", match.start())) if _TORCH_DRAW.search(text) else ""
-        findings.append(Finding(name, number, stripped[:120], "generator" in arguments))
+    return _scan_source(name, source, patched, skip)
+
+
+def _scan_source(name: str, source: str, patched: bool, skip: range) -> list[Finding]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines()
+    findings: list[Finding] = []
+
+    def visit(node: ast.AST, function: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Call) and child.lineno not in skip:
+                found = _draw_name(child)
+                if found is not None:
+                    draw, is_method = found
+                    uses_generator = _passes_generator(child)
+                    findings.append(Finding(name, child.lineno, lines[child.lineno - 1].strip()[:120], uses_generator,
+                                            function, _status(draw, is_method, function, uses_generator, patched)))
+            visit(child, inner)
+
+    visit(tree, "")
+    findings.sort(key=lambda finding: finding.line)
     return findings

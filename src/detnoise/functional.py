@@ -1,311 +1,41 @@
-"""Draws with torch's signatures: ``randn``, ``rand``, ``random_bits``, ``*_like``, in-place fills.
+"""Draws with torch's signatures: ``randn``, ``rand``, ``random_bits``, ``*_like``, in-place fills;
+and the functional core.
 
 The core is functional: :func:`normal`, :func:`uniform` and :func:`bits` map an explicit
-(seed, stream, offset) to a tensor. The torch-style functions take those from a
-:class:`detnoise.Generator` and advance it. Values never depend on the device, the thread count,
-or whether the output is contiguous.
+(seed, stream, offset) to a tensor. The torch-style functions take those from a generator (a
+:class:`detnoise.Generator`, a plain ``torch.Generator`` or ``detnoise.default_generator``) and
+advance it. Values never depend on the device, the thread count, or whether the output is
+contiguous. The layers: torch's argument rules in ``detnoise._torchargs``, the stateful draw path in
+``detnoise._draw`` (generators through ``detnoise._resolve``), the functional core here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Union
-
 import torch
 
-from detnoise import _layout, _native
-from detnoise import _compile  # lazy torch.compiler.disable: keeps torch._dynamo out of import
-from detnoise.generator import Generator, default_generator
-
-SizeArg = Union[int, Sequence[int], torch.Size]
-DeviceArg = Union[str, torch.device, int, None]
-
-# A tensor of 2**63 or more elements cannot exist; refuse before asking torch to allocate it.
-_MAX_NUMEL = (1 << 63) - 1
-_SIZE_TYPES = (tuple, list, torch.Size)
-
-
-def _parse_size(size: tuple[object, ...], function: str) -> tuple[int, ...]:
-    if len(size) == 1 and isinstance(size[0], _SIZE_TYPES):
-        size = tuple(size[0])
-    # The common case in one pass: plain ints in range (every draw's call runs this).
-    numel = 1
-    for dim in size:
-        if type(dim) is not int or not 0 <= dim <= _MAX_NUMEL:
-            break
-        numel *= dim
-    else:
-        if numel <= _MAX_NUMEL:
-            return tuple(size)
-    dims = tuple(_layout.as_int(dim, f"{function}: size") for dim in size)
-    for dim in dims:
-        if dim < 0:
-            raise ValueError(f"{function}: negative dimension {dim} in size {list(dims)}")
-        if dim > _MAX_NUMEL:
-            raise ValueError(f"{function}: dimension {dim} in size {list(dims)} is larger than a tensor can hold (2**63 - 1)")
-    numel = _numel(dims)
-    if numel > _MAX_NUMEL:
-        raise ValueError(f"{function}: size {list(dims)} has {numel} elements, more than a tensor can hold (2**63 - 1)")
-    return dims
-
-
-def _check_dtype(dtype: torch.dtype, kind: int, function: str) -> None:
-    if kind == _native.KIND_BITS:
-        if dtype != torch.uint32:
-            raise TypeError(f"{function}: random bits are torch.uint32, got dtype {dtype}")
-    elif dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(
-            f"{function}: dtype {dtype} is not supported; use torch.float32, torch.float64, "
-            "torch.float16 or torch.bfloat16"
-        )
-
-
-def _resolve_device(device: DeviceArg) -> torch.device:
-    if device is None:
-        return torch.get_default_device()
-    if isinstance(device, bool):
-        raise TypeError("device must be a str, torch.device or int")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise TypeError(f"invalid device {device!r}: {error}") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{resolved}'")
-    if resolved.type == "cuda":
-        reason = _native.cuda_unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"detnoise: cannot draw on {resolved}: {reason}")
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"detnoise: cannot draw on {resolved}: torch sees no CUDA device")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise RuntimeError(f"detnoise: {resolved} does not exist; torch sees {torch.cuda.device_count()} CUDA device(s)")
-    if type(device) in (str, torch.device, int) and len(_checked_devices) < 64:
-        _checked_devices[device] = resolved
-    return resolved
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    if a.type != b.type:
-        return False
-    if a.type == "cuda":
-        current = torch.cuda.current_device()
-        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
-    return True
-
-
-def _resolve_dtype(kind: int, dtype: torch.dtype | None, out: torch.Tensor | None, function: str) -> torch.dtype:
-    """The draw's dtype: ``dtype``, else out's, else uint32 for bits or torch's default float."""
-    if out is not None:
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"{function}: out must be a torch.Tensor, got {type(out).__name__}")
-        if dtype is not None and dtype != out.dtype:
-            raise TypeError(f"{function}: dtype {dtype} does not match the dtype of out ({out.dtype})")
-        dtype = out.dtype
-    elif dtype is None:
-        dtype = torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype()
-    _check_dtype(dtype, kind, function)
-    return dtype
-
-
-def _check_out(function: str, out: torch.Tensor, device: DeviceArg, traced: bool = False) -> None:
-    """What torch refuses for an out= tensor, and a device that does not match. (Under tracing,
-    inference-tensor checks are torch.compile's own business: is_inference() is not traceable.)"""
-    _resolve_device(out.device)
-    if device is not None and not _same_device(_resolve_device(device), out.device):
-        raise ValueError(f"{function}: device {device} does not match the device of out ({out.device})")
-    if out.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"{function}: out= arguments don't support automatic differentiation, but out requires grad")
-    if not traced:
-        _check_writable(out, function)
-
-
-def _check_writable(tensor: torch.Tensor, function: str) -> None:
-    if tensor.is_inference() and not torch.is_inference_mode_enabled():
-        raise RuntimeError(f"{function}: inplace update to inference tensor outside InferenceMode is not allowed")
-
-
-def _prepare_output(
-    function: str,
-    kind: int,
-    size: tuple[int, ...],
-    dtype: torch.dtype,
-    device: DeviceArg,
-    out: torch.Tensor | None,
-) -> torch.Tensor:
-    """The tensor to fill: ``out`` (checked and resized), or a new one. ``dtype`` is resolved."""
-    if out is None:
-        if device is None:  # torch's default device, without the cost of torch.get_default_device()
-            target = torch.empty(size, dtype=dtype)
-            if target.device.type != "cpu":
-                _resolve_device(target.device)
-            return target
-        return torch.empty(size, dtype=dtype, device=_resolve_device(device))
-    _check_out(function, out, device)
-    if tuple(out.shape) != size:
-        out.resize_(size)
-    return out
-
-
-def _numel(dims: tuple[int, ...]) -> int:
-    numel = 1
-    for dim in dims:
-        numel *= dim
-    return numel
-
-
-def _fill(kind: int, target: torch.Tensor, seed: int, stream: int, offset: int) -> None:
-    """Writes the draw into ``target`` in its logical element order (any strides)."""
-    if target.is_contiguous():
-        _native.launch(kind, target, seed, stream, offset)
-        # The kernel wrote through data_ptr(): tell autograd, as any in-place op does, so a saved
-        # tensor overwritten here fails backward() instead of giving wrong gradients.
-        torch.autograd.graph.increment_version(target)
-        return
-    # Strided or overlapping views: fill a contiguous copy in logical order, then scatter it.
-    dense = torch.empty(target.shape, dtype=target.dtype, device=target.device)
-    _native.launch(kind, dense, seed, stream, offset)
-    with torch.no_grad():
-        target.copy_(dense)
-
-
-def _draw_with_generator(kind: int, target: torch.Tensor, generator: Generator | None, function: str) -> None:
-    if torch.compiler.is_compiling():  # a stateful draw is not traceable: graph-break (detnoise.ops)
-        _draw_outside_compile(kind, target, generator, function)
-    else:
-        _draw_eagerly(kind, target, generator, function)
-
-
-def _draw_eagerly(kind: int, target: torch.Tensor, generator: Generator | None, function: str) -> None:
-    if generator is None:
-        generator = default_generator
-    elif not isinstance(generator, Generator):
-        raise TypeError(
-            f"{function}: generator must be a detnoise.Generator, got {type(generator).__name__}; "
-            "make one with detnoise.Generator(device).manual_seed(seed)"
-        )
-    taken = generator._reserve(_layout.blocks_for(target.numel(), target.dtype))
-    try:
-        _fill(kind, target, taken.seed, taken.stream, taken.start)
-    except BaseException:
-        generator._unreserve(taken)
-        raise
-
-
-_draw_outside_compile = _compile.disable(_draw_eagerly)  # dynamo runs it eagerly (graph break)
-
-
-# Devices already checked by _resolve_device, keyed by the argument as given ("cuda", 0, ...).
-_checked_devices: dict[object, torch.device] = {}
-
-
-_FLOAT_DTYPE_SET = frozenset(_native.FLOAT_DTYPES)
-_DEVICE_KEY_TYPES = (str, torch.device, int)
-_is_compiling = torch.compiler.is_compiling
-_FUNCTION_NAMES = {_native.KIND_NORMAL: "randn", _native.KIND_UNIFORM: "rand", _native.KIND_BITS: "random_bits"}
-
-
-def _draw_fast(
-    kind: int,
-    size: tuple[object, ...],
-    generator: Generator | None,
-    dtype: torch.dtype | None,
-    device: DeviceArg,
-    out: torch.Tensor | None,
-) -> torch.Tensor | None:
-    """The common calls without the general path's layers, so a small latent's draw costs little
-    more than torch.empty and the kernel: int dims, a detnoise generator or none, eager mode, and
-    either a new output on a device seen before or an ``out`` that already has the shape and dtype,
-    is contiguous, and needs no autograd or inference-mode decision. None sends the call to the
-    general path, which does everything else and raises the errors."""
-    if _is_compiling():
-        return None
-    size = _parse_size(size, _FUNCTION_NAMES[kind])  # raises what the general path would, first
-    if generator is None:
-        generator = default_generator
-    elif not isinstance(generator, Generator):
-        return None
-    if out is not None:
-        if type(out) is not torch.Tensor or device is not None:
-            return None
-        if dtype is None:
-            dtype = out.dtype
-        elif dtype is not out.dtype:
-            return None
-    if kind == _native.KIND_BITS:
-        if dtype is not None and dtype is not torch.uint32:
-            return None
-        dtype = torch.uint32
-    elif dtype is None:
-        dtype = torch.get_default_dtype()
-    elif type(dtype) is not torch.dtype or dtype not in _FLOAT_DTYPE_SET:
-        return None
-    if not size:
-        return None
-    if out is not None:
-        if (
-            out.shape != size
-            or not out.is_contiguous()
-            or out.requires_grad
-            or out.is_inference()
-            or not (out.is_cpu or out.is_cuda)
-        ):
-            return None
-        target = out
-    # torch.empty(*dims) parses faster than torch.empty(dims) (about 1 us less per call).
-    elif device is None:
-        target = torch.empty(*size, dtype=dtype)
-        if not target.is_cpu:  # a default device set with torch.set_default_device: full checks
-            return None
-    else:
-        resolved = _checked_devices.get(device) if type(device) in _DEVICE_KEY_TYPES else None
-        if resolved is None:
-            return None
-        target = torch.empty(*size, dtype=dtype, device=resolved)
-    taken = generator._reserve(_layout.blocks_for(target.numel(), dtype))
-    try:
-        _native.launch(kind, target, taken[0], taken[1], taken[2])
-    except BaseException:
-        generator._unreserve(taken)
-        raise
-    if out is not None:
-        # Written through data_ptr(): bump the version as any in-place op does, so a saved tensor
-        # overwritten here fails backward() instead of giving wrong gradients. (A tensor made
-        # here cannot have been saved.)
-        torch.autograd.graph.increment_version(out)
-    return target
-
-
-def _generate(
-    function: str,
-    kind: int,
-    size: tuple[object, ...],
-    generator: Generator | None,
-    out: torch.Tensor | None,
-    dtype: torch.dtype | None,
-    layout: torch.layout,
-    device: DeviceArg,
-    requires_grad: bool,
-) -> torch.Tensor:
-    if layout != torch.strided:
-        raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
-    dims = _parse_size(size, function)
-    dtype = _resolve_dtype(kind, dtype, out, function)
-    if out is not None and isinstance(generator, Generator) and not torch.compiler.is_compiling():
-        # Fail before resizing the caller's out; the reservation checks again (atomically).
-        _layout.check_room(generator.offset, _layout.blocks_for(_numel(dims), dtype))
-    target = _prepare_output(function, kind, dims, dtype, device, out)
-    _draw_with_generator(kind, target, generator, function)
-    if requires_grad:
-        target.requires_grad_(True)
-    return target
-
+from detnoise import _layout, _native, torch_patch
+from detnoise.generator import default_generator
+from detnoise._draw import GeneratorArg, _draw_fast, _draw_with_generator, _fill, _generate
+from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_graphs use these names)
+    DeviceArg,
+    SizeArg,
+    _check_dtype,
+    _check_fill_target,
+    _check_out,
+    _check_scalar,
+    _numel,
+    _parse_size,
+    _prepare_output,
+    _resolve_device,
+    _resolve_dtype,
+)
 
 # ---- torch-style draws ---------------------------------------------------------------------------
 
 
 def randn(
     *size: SizeArg,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     out: torch.Tensor | None = None,
     dtype: torch.dtype | None = None,
     layout: torch.layout = torch.strided,
@@ -338,7 +68,7 @@ def randn(
 
 def rand(
     *size: SizeArg,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     out: torch.Tensor | None = None,
     dtype: torch.dtype | None = None,
     layout: torch.layout = torch.strided,
@@ -366,7 +96,7 @@ def rand(
 
 def random_bits(
     *size: SizeArg,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     out: torch.Tensor | None = None,
     device: DeviceArg = None,
 ) -> torch.Tensor:
@@ -388,7 +118,7 @@ def _like(
     function: str,
     kind: int,
     input: torch.Tensor,
-    generator: Generator | None,
+    generator: GeneratorArg,
     dtype: torch.dtype | None,
     layout: torch.layout | None,
     device: DeviceArg,
@@ -413,7 +143,7 @@ def _like(
 def randn_like(
     input: torch.Tensor,
     *,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     dtype: torch.dtype | None = None,
     layout: torch.layout | None = None,
     device: DeviceArg = None,
@@ -431,7 +161,7 @@ def randn_like(
 def rand_like(
     input: torch.Tensor,
     *,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     dtype: torch.dtype | None = None,
     layout: torch.layout | None = None,
     device: DeviceArg = None,
@@ -442,29 +172,15 @@ def rand_like(
     return _like("rand_like", _native.KIND_UNIFORM, input, generator, dtype, layout, device, requires_grad, memory_format)
 
 
-def _check_fill_target(tensor: object, function: str) -> torch.Tensor:
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{function}: tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    _check_dtype(tensor.dtype, _native.KIND_NORMAL, function)
-    _resolve_device(tensor.device)
-    _check_writable(tensor, function)
-    return tensor
-
-
-def _check_scalar(value: object, name: str, function: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{function}: {name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
 def normal_(
-    tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0, generator: Generator | None = None
+    tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0, generator: GeneratorArg = None
 ) -> torch.Tensor:
     """Fills ``tensor`` in place with N(mean, std**2) noise, like ``torch.nn.init.normal_``.
 
     The standard normals are exactly ``randn(tensor.shape, dtype=tensor.dtype)`` in logical element
-    order (also for non-contiguous tensors); a mean or std other than 0 and 1 is then applied with
-    torch's ``mul_`` and ``add_`` in the tensor's dtype.
+    order (also for non-contiguous tensors); a mean or std other than 0 and 1 is then applied as
+    docs/SPEC.md §10.1 defines it (``z * std + mean``, two IEEE operations in float32 for 16-bit
+    tensors, rounded once), the same values as ``Tensor.normal_`` under ``patch_torch()``.
     """
     target = _check_fill_target(tensor, "normal_")
     mean_value = _check_scalar(mean, "mean", "normal_")
@@ -472,19 +188,20 @@ def normal_(
     if std_value < 0:
         raise ValueError(f"normal_: std must be >= 0, got {std_value}")
     with torch.no_grad():
-        _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
-        if std_value != 1.0:
-            target.mul_(std_value)
-        if mean_value != 0.0:
-            target.add_(mean_value)
+        if (mean_value, std_value) == (0.0, 1.0):
+            _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
+        else:
+            target.copy_(torch_patch.normal_values(tuple(target.shape), target.dtype, target.device,
+                                                   _or_default(generator), "normal_", mean_value, std_value))
     return tensor
 
 
-def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Generator | None = None) -> torch.Tensor:
+def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: GeneratorArg = None) -> torch.Tensor:
     """Fills ``tensor`` in place with U(a, b) noise, like ``torch.nn.init.uniform_``.
 
     The [0, 1) values are exactly ``rand(tensor.shape, dtype=tensor.dtype)`` in logical order; other
-    bounds are applied as ``u * (b - a) + a`` with torch's ``mul_`` and ``add_``.
+    bounds are applied as ``u * (b - a) + a`` as docs/SPEC.md §10.3 defines it (as ``Tensor.uniform_``
+    under ``patch_torch()``).
     """
     target = _check_fill_target(tensor, "uniform_")
     low = _check_scalar(a, "a", "uniform_")
@@ -492,11 +209,17 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
     if not low <= high:
         raise ValueError(f"uniform_: expects a <= b, got a={low}, b={high}")
     with torch.no_grad():
-        _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
-        if (low, high) != (0.0, 1.0):
-            target.mul_(high - low)
-            target.add_(low)
+        if (low, high) == (0.0, 1.0):
+            _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
+        else:
+            target.copy_(torch_patch.uniform_values(tuple(target.shape), target.dtype, target.device,
+                                                    _or_default(generator), "uniform_", low, high))
     return tensor
+
+
+def _or_default(generator: GeneratorArg) -> torch.Generator:
+    """detnoise's own functions draw from ``detnoise.default_generator`` when given none."""
+    return default_generator if generator is None else generator
 
 
 # ---- the functional core: explicit (seed, stream, offset) ---------------------------------------

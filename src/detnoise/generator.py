@@ -140,11 +140,11 @@ class Generator(torch.Generator):
         return self
 
     def _reserve(self, blocks: int) -> BlockReservation:
-        """Atomically takes ``blocks`` blocks; raises (changing nothing) if they pass block 2**64."""
+        """Atomically takes ``blocks`` blocks; raises (changing nothing) unless the offset stays below 2**64."""
         with self._lock:
             start = self._offset
-            if start + blocks > _layout.UINT64_LIMIT:
-                _layout.check_room(start, blocks)  # raises with the full message
+            if start + blocks >= _layout.UINT64_LIMIT:
+                _layout.check_generator_room(start, blocks)  # raises with the full message
             self._offset = start + blocks
             self._epoch += 1
             return _new_reservation(BlockReservation, (self._seed, self._stream, start, blocks, self._epoch))

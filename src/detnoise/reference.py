@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["philox4x32_10", "blocks", "bits", "uniform", "normal", "fold_in_stream", "spawn_stream"]
+__all__ = [
+    "philox4x32_10", "blocks", "bits", "uniform", "normal", "fold_in_stream", "spawn_stream",
+    # SPEC §10 (v1 additions: torch's other samplers)
+    "normal_affine", "normal_complex", "uniform_range", "exponential", "bernoulli", "integers", "permutation",
+    "multinomial",
+]
 
 _M32 = np.uint64(0xFFFFFFFF)
 _PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
@@ -295,3 +300,99 @@ def spawn_stream(seed: int, stream: int, block: int) -> int:
 def _check_dtype(dtype: str) -> None:
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+
+
+# ---- SPEC §10: v1 additions for torch's other samplers ---------------------------------------------
+# Written from SPEC §10's text: Python ints for the integer kinds (exact by construction), numpy
+# float arrays (one IEEE operation per step, never fused) for the float ones.
+
+_COMPUTE = {"float32": np.float32, "float64": np.float64, "float16": np.float32, "bfloat16": np.float32}
+
+
+def _finish_float(values: np.ndarray, dtype: str) -> np.ndarray:
+    return _narrow(values.astype(np.float32), dtype) if dtype in ("float16", "bfloat16") else values
+
+
+def normal_affine(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0, mean: float = 0.0,
+                  std: float = 1.0) -> np.ndarray:
+    """§10.1: normal values times std, plus mean (Python numbers; 1 and 0 skip their operation)."""
+    compute = _COMPUTE[dtype]
+    values = normal(n, "float32" if compute is np.float32 else "float64", seed, stream, offset)
+    if std != 1:
+        values = values * compute(std)
+    if mean != 0:
+        values = values + compute(mean)
+    return _finish_float(values, dtype)
+
+
+def normal_complex(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0) -> np.ndarray:
+    """§10.2: complex64/complex128 normals from 2n real normals times sqrt(1/2) rounded."""
+    real = {"complex64": "float32", "complex128": "float64"}[dtype]
+    scale = {"float32": np.float32(float.fromhex("0x1.6a09e6p-1")), "float64": float.fromhex("0x1.6a09e667f3bcdp-1")}[real]
+    values = normal(2 * n, real, seed, stream, offset) * scale
+    return values[0::2] + 1j * values[1::2].astype(values.dtype)
+
+
+def uniform_range(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0, low: float = 0.0,
+                  high: float = 1.0) -> np.ndarray:
+    """§10.3: u * (high - low) + low, the width rounded from binary64."""
+    values = uniform(n, dtype, seed, stream, offset)
+    if (low, high) == (0.0, 1.0):
+        return values
+    compute = _COMPUTE[dtype]
+    if dtype == "bfloat16":  # the reference keeps bfloat16 as bit patterns: back to float32 exactly
+        values = (values.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    values = values.astype(compute) * compute(float(high) - float(low))
+    return _finish_float(values + compute(low), dtype)
+
+
+def exponential(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0, lambd: float = 1.0) -> np.ndarray:
+    """§10.4: E = (z0*z0 + z1*z1) * 0.5 from 2n normals, then times 1/lambd rounded."""
+    compute = _COMPUTE[dtype]
+    z = normal(2 * n, "float32" if compute is np.float32 else "float64", seed, stream, offset)
+    z0, z1 = z[0::2], z[1::2]
+    values = ((z0 * z0) + (z1 * z1)) * compute(0.5)
+    if lambd != 1:
+        values = values * compute(1.0 / float(lambd))
+    return _finish_float(values, dtype)
+
+
+def bernoulli(n: int, p, seed: int, stream: int = 0, offset: int = 0) -> np.ndarray:
+    """§10.5: 1 where the float64 uniform is below p (binary64 comparison), else 0."""
+    return (uniform(n, "float64", seed, stream, offset) < np.asarray(p, dtype=np.float64)).astype(np.uint8)
+
+
+def _words64(n: int, seed: int, stream: int, offset: int) -> list[int]:
+    w = [int(x) for x in bits(2 * n, seed, stream, offset)]
+    return [w[2 * k] | (w[2 * k + 1] << 32) for k in range(n)]
+
+
+def integers(n: int, low: int, high: int, seed: int, stream: int = 0, offset: int = 0) -> list[int]:
+    """§10.6: low + floor(W * (high - low) / 2^64), one 64-bit word W per element."""
+    span = high - low
+    return [low + ((word * span) >> 64) for word in _words64(n, seed, stream, offset)]
+
+
+def permutation(n: int, seed: int, stream: int = 0, offset: int = 0) -> list[int]:
+    """§10.7: indices ordered by their 64-bit key (unsigned), ties by index."""
+    keys = _words64(n, seed, stream, offset)
+    return sorted(range(n), key=lambda index: (keys[index], index))
+
+
+def multinomial(probs, samples: int, replacement: bool, seed: int, stream: int = 0, offset: int = 0) -> list[list[int]]:
+    """§10.8: exponential races over the rows of ``probs`` (a list of rows of float64 weights)."""
+    rows = [np.asarray(row, dtype=np.float64) for row in probs]
+    categories = len(rows[0])
+    rounds = samples if replacement else 1
+    z = normal(2 * len(rows) * rounds * categories, "float64", seed, stream, offset)
+    exp = ((z[0::2] * z[0::2]) + (z[1::2] * z[1::2])) * 0.5
+    out = []
+    for r, row in enumerate(rows):
+        with np.errstate(divide="ignore"):
+            keys = exp[r * rounds * categories : (r + 1) * rounds * categories].reshape(rounds, categories) / row
+        if replacement:
+            out.append([min(range(categories), key=lambda i, k=k: (k[i], i)) for k in keys])
+        else:
+            order = sorted(range(categories), key=lambda i: (keys[0][i], i))
+            out.append(order[:samples])
+    return out

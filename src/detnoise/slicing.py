@@ -13,10 +13,10 @@ from typing import Union
 
 import torch
 
-from detnoise import _layout, _native
-from detnoise import _compile  # lazy torch.compiler.disable: keeps torch._dynamo out of import
-from detnoise.functional import DeviceArg, _check_dtype, _numel, _parse_size, _resolve_device
-from detnoise.generator import Generator, default_generator
+from detnoise import _compile, _layout, _native, _resolve
+from detnoise._draw import GeneratorArg, _checked_generator, check_not_capturing
+from detnoise._torchargs import DeviceArg, _check_dtype, _numel, _parse_size, _resolve_device
+from detnoise.generator import default_generator
 
 Index = Union[int, slice, type(Ellipsis), Sequence[Union[int, slice, type(Ellipsis)]]]
 
@@ -83,7 +83,7 @@ def _slice(
     kind: int,
     global_shape: Sequence[int],
     index: Index,
-    generator: Generator | None,
+    generator: GeneratorArg,
     dtype: torch.dtype | None,
     device: DeviceArg,
 ) -> torch.Tensor:
@@ -93,18 +93,17 @@ def _slice(
     result_shape, sizes, strides, base = _plan(dims, index, function)
     if len(sizes) > 8:
         raise ValueError(f"{function}: slices of more than 8 dimensions are not supported, got {len(sizes)}")
-    if generator is None:
-        generator = default_generator
-    elif not isinstance(generator, Generator):
-        raise TypeError(f"{function}: generator must be a detnoise.Generator, got {type(generator).__name__}")
+    generator = _checked_generator(function, generator)
     out = torch.empty(result_shape, dtype=dtype, device=_resolve_device(device))
-    taken = generator._reserve(_layout.blocks_for(_numel(dims), dtype))
+    if out.is_cuda:
+        check_not_capturing(out.device, function)
+    taken = _resolve.reserve(generator, _layout.blocks_for(_numel(dims), dtype), default=default_generator)
     try:
         if not sizes:  # every dimension indexed by an int: one element
             sizes, strides = [1], [0]
         _native.launch_strided(kind, out, sizes, strides, base, taken.seed, taken.stream, taken.start)
     except BaseException:
-        generator._unreserve(taken)
+        taken.undo()
         raise
     return out
 
@@ -120,7 +119,7 @@ def _run_slice(*args):
 def randn_slice(
     global_shape: Sequence[int],
     index: Index,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     dtype: torch.dtype | None = None,
     device: DeviceArg = None,
 ) -> torch.Tensor:
@@ -145,7 +144,7 @@ def randn_slice(
 def rand_slice(
     global_shape: Sequence[int],
     index: Index,
-    generator: Generator | None = None,
+    generator: GeneratorArg = None,
     dtype: torch.dtype | None = None,
     device: DeviceArg = None,
 ) -> torch.Tensor:

@@ -1,0 +1,211 @@
+"""patch_diffusers() covers every draw of a pipeline call (issue: direct torch draws with a
+generator, global-RNG draws inside diffusers, discrete schedulers), and the patterns diffusers'
+fast tests use: seeded runs, generator lists, num_images_per_prompt, latents passed in, and the
+mask-latents skip. Everything is built offline from tiny components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import detnoise
+from detnoise import diffusers_integration, randn_tensor
+
+from conftest import assert_bits_equal
+
+diffusers = pytest.importorskip("diffusers")
+from diffusers import AmusedScheduler, DDPMPipeline, DDPMScheduler, ScoreSdeVeScheduler  # noqa: E402
+
+from test_diffusers_pipelines import assert_draws_follow_the_stream, blocks, quiet, tiny_unet  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def always_unpatched():
+    state = torch.get_rng_state()
+    yield
+    detnoise.unpatch_diffusers()
+    detnoise.unpatch_torch()
+    torch.set_rng_state(state)
+
+
+# ---- the mask-latents skip (diffusers' test_stable_diffusion_inpaint_mask_latents) -----------------
+
+
+def test_mask_latents_skip_matches_a_randn_tensor_draw() -> None:
+    shape = (1, 4, 8, 8)
+    with detnoise.patch_diffusers():
+        g = torch.Generator().manual_seed(0)
+        randn_tensor(shape, generator=g)  # the pipeline's first draw (image latents)
+        second = randn_tensor(shape, generator=g)
+        g = torch.Generator().manual_seed(0)
+        torch.randn(shape, generator=g)  # the test skips that draw with torch itself
+        assert_bits_equal(randn_tensor(shape, generator=g), second)
+
+
+# ---- a generator-passing direct draw (LTX image-to-video's decode noise) ---------------------------
+
+
+class DecodeNoisePipeline(DDPMPipeline):
+    """DDPM plus LTX-style decode noise: ``torch.randn(latents.shape, generator=generator)``."""
+
+    def __call__(self, generator, **kwargs):
+        images = super().__call__(generator=generator, output_type="np", **kwargs).images
+        noise = torch.randn(images.shape, generator=generator, dtype=torch.float64)
+        return images + 0.01 * noise.numpy()
+
+
+def test_generator_passing_direct_draw_site() -> None:
+    pipe = quiet(DecodeNoisePipeline(unet=tiny_unet(), scheduler=DDPMScheduler(num_train_timesteps=50)))
+    run = dict(batch_size=1, num_inference_steps=3)
+    with detnoise.patch_diffusers():
+        first = pipe(torch.Generator().manual_seed(6), **run)
+        second = pipe(torch.Generator().manual_seed(6), **run)
+    with detnoise.patch_torch(), detnoise.patch_diffusers():
+        explicit = pipe(detnoise.Generator(seed=6), **run)  # every draw a detnoise draw, explicitly
+    unpatched = pipe(torch.Generator().manual_seed(6), **run)
+    assert np.array_equal(first, second) and np.array_equal(first, explicit)
+    assert not np.array_equal(first, unpatched)
+
+
+# ---- a global-RNG site inside diffusers (scheduling_sde_ve.add_noise) -----------------------------
+
+
+def test_global_rng_site_inside_diffusers_and_torch_rng_outside() -> None:
+    scheduler = ScoreSdeVeScheduler(num_train_timesteps=50)
+    x = torch.zeros(2, 3, 4, 4)
+    steps = torch.tensor([3, 7])
+    with detnoise.patch_diffusers():
+        torch.manual_seed(11)
+        first = scheduler.add_noise(x, None, steps)  # torch.randn_like(original_samples) in diffusers
+        torch.manual_seed(11)
+        second = scheduler.add_noise(x, None, steps)
+        torch.manual_seed(11)
+        outside = torch.randn_like(x)  # user code: still torch's global RNG
+    sigmas = scheduler.discrete_sigmas[steps][:, None, None, None]
+    assert_bits_equal(first, second)
+    assert_bits_equal(first, detnoise.normal(x.shape, seed=11) * sigmas + x)
+    torch.manual_seed(11)
+    assert_bits_equal(outside, torch.randn_like(x))
+
+
+def test_weight_initialisers_are_left_alone() -> None:
+    from diffusers.models.embeddings import GaussianFourierProjection
+
+    def build() -> torch.Tensor:
+        torch.manual_seed(2)
+        return GaussianFourierProjection(embedding_size=8).weight.detach().clone()
+
+    unpatched = build()
+    with detnoise.patch_diffusers():
+        assert_bits_equal(build(), unpatched)  # nn.Parameter(torch.randn(...)) in __init__: torch's RNG
+
+
+# ---- a discrete scheduler (amused: torch.multinomial, torch.rand with a generator) ------------------
+
+
+def amused_loop(generator) -> torch.Tensor:
+    scheduler = AmusedScheduler(mask_token_id=15)
+    scheduler.set_timesteps(4)
+    sample = torch.full((1, 4, 4), 15, dtype=torch.long)
+    logits = torch.linspace(-2.0, 2.0, 1 * 4 * 4 * 15, dtype=torch.float32).reshape(1, 15, 4, 4).sin()
+    for t in scheduler.timesteps:
+        sample = scheduler.step(logits, t, sample, generator=generator).prev_sample
+    return sample
+
+
+def test_discrete_scheduler() -> None:
+    with detnoise.patch_diffusers():
+        first = amused_loop(torch.Generator().manual_seed(3))
+        second = amused_loop(torch.Generator().manual_seed(3))
+    with detnoise.patch_torch():
+        explicit = amused_loop(detnoise.Generator(seed=3))
+    assert torch.equal(first, second) and torch.equal(first, explicit)
+
+
+# ---- diffusers' fast-test patterns on a tiny Stable Diffusion pipeline ---------------------------
+
+
+@pytest.fixture(scope="module")
+def stable_diffusion():
+    transformers = pytest.importorskip("transformers")
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8,), latent_channels=4, norm_num_groups=4,
+                        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=64,
+        max_position_embeddings=8, projection_dim=16))
+    pipe = quiet(StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet,
+                                         scheduler=EulerAncestralDiscreteScheduler(num_train_timesteps=50),
+                                         safety_checker=None, feature_extractor=None, requires_safety_checker=False))
+    embeds = torch.rand(1, 4, 16, generator=torch.Generator().manual_seed(0))
+    run = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=8, width=8,
+               num_inference_steps=3, output_type="np")
+    return pipe, run
+
+
+def test_num_images_per_prompt_and_seeded_runs(stable_diffusion) -> None:
+    pipe, run = stable_diffusion
+    with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log:
+        first = pipe(generator=torch.Generator().manual_seed(4), num_images_per_prompt=2, **run).images
+        second = pipe(generator=torch.Generator().manual_seed(4), num_images_per_prompt=2, **run).images
+    assert np.array_equal(first, second)
+    assert log[0][0] == (2, 4, 1, 1) or log[0][0][0] == 2  # one draw for both images
+    assert_draws_follow_the_stream(log[:4], seed=4)
+
+
+def test_generator_list_rows_equal_single_runs(stable_diffusion) -> None:
+    pipe, run = stable_diffusion
+    with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log:
+        pipe(generator=[torch.Generator().manual_seed(s) for s in (1, 2)], num_images_per_prompt=2, **run)
+        singles = []
+        for seed in (1, 2):
+            with diffusers_integration.record_draws() as single:
+                pipe(generator=torch.Generator().manual_seed(seed), **run)
+            singles.append(single)
+    for row in range(2):  # every draw's row r equals run r's draw
+        for (_, batch), (_, one) in zip(log[:4], singles[row]):
+            assert_bits_equal(batch[row : row + 1], one)
+
+
+def test_latents_passed_in_skip_the_initial_draw(stable_diffusion) -> None:
+    pipe, run = stable_diffusion
+    latents = detnoise.normal((1, 4, 1, 1), seed=99)
+    with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log:
+        first = pipe(generator=torch.Generator().manual_seed(5), latents=latents, **run).images
+        second = pipe(generator=torch.Generator().manual_seed(5), latents=latents, **run).images
+    assert np.array_equal(first, second)
+    assert len(log) == 6  # step noise only, 3 per run
+    assert_draws_follow_the_stream(log[:3], seed=5)  # the step noise starts at block 0
+
+
+def test_torch_draw_between_runs_continues_the_stream() -> None:
+    pipe = quiet(DDPMPipeline(unet=tiny_unet(), scheduler=DDPMScheduler(num_train_timesteps=50)))
+    g = torch.Generator().manual_seed(9)
+    with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log:
+        pipe(batch_size=1, generator=g, num_inference_steps=3, output_type="np")
+        torch.randperm(7, generator=g)  # a detnoise draw now: 4 blocks of the same stream
+        pipe(batch_size=1, generator=g, num_inference_steps=3, output_type="np")
+    used = sum(blocks(shape) for shape, _ in log[:3])
+    for index, (shape, values) in enumerate(log[3:]):
+        assert_bits_equal(values, detnoise.normal(shape, seed=9, offset=used + 4), f"draw {index}")
+        used += blocks(shape)
+
+
+def test_patch_report_all_names_what_remains() -> None:
+    with detnoise.patch_diffusers():
+        report = detnoise.patch_report(all=True)
+    remaining = {(f.module, f.code.split("(")[0]) for f in report.uncovered}
+    # 0.42.1: the Brownian interval of the SDE solver (torchsde) and one numpy draw in an RL example.
+    assert {module for module, _ in remaining} <= {"diffusers.schedulers.scheduling_dpmsolver_sde",
+                                                    "diffusers.experimental.rl.value_guided_sampling"}
+    covered = {f.module for f in report.findings if f.status == "covered"}
+    assert {"diffusers.schedulers.scheduling_amused", "diffusers.schedulers.scheduling_sde_ve",
+            "diffusers.pipelines.ltx.pipeline_ltx_image2video"} <= covered
+    assert any(f.status == "initialiser" and f.function == "__init__" for f in report.findings)

@@ -1,0 +1,257 @@
+"""detnoise.patch_torch(): torch's samplers give detnoise values (SPEC §4-§6, §10) with torch's
+argument forms and error types; unpatching restores torch's own objects."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import detnoise
+from detnoise import reference, torch_patch
+
+from conftest import assert_bits_equal
+
+SEED = 1234
+
+
+def gen(seed: int = SEED) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def unpatched():
+    state = torch.get_rng_state()
+    yield
+    detnoise.unpatch_torch()
+    torch.set_rng_state(state)
+
+
+def t(values, dtype=None) -> torch.Tensor:
+    array = np.asarray(values)
+    if dtype == torch.bfloat16:
+        return torch.from_numpy(array.astype(np.uint16).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array) if dtype is None else torch.from_numpy(array).to(dtype)
+
+
+# ---- values equal the reference, in torch's argument forms ---------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_randn_and_rand_forms(dtype) -> None:
+    name = str(dtype).split(".")[1]
+    with detnoise.patch_torch():
+        for call in (lambda g: torch.randn(2, 3, generator=g, dtype=dtype),
+                     lambda g: torch.randn((2, 3), generator=g, dtype=dtype),
+                     lambda g: torch.randn(size=(2, 3), generator=g, dtype=dtype),
+                     lambda g: torch.randn(2, 3, generator=g, out=torch.empty(1, dtype=dtype))):
+            assert_bits_equal(call(gen()), t(reference.normal(6, name, SEED), dtype).reshape(2, 3))
+        assert_bits_equal(torch.rand(5, generator=gen(), dtype=dtype), t(reference.uniform(5, name, SEED), dtype))
+        x = torch.randn(3, generator=gen(), dtype=dtype, requires_grad=True)
+        assert x.requires_grad and x.is_leaf
+
+
+def test_default_generator_and_manual_seed() -> None:
+    with detnoise.patch_torch():
+        torch.manual_seed(7)
+        a = torch.randn(8)
+        b = torch.randn(8)
+        torch.manual_seed(7)
+        assert_bits_equal(torch.randn(8), a)
+    assert_bits_equal(a, t(reference.normal(8, "float32", 7)))
+    assert_bits_equal(b, t(reference.normal(8, "float32", 7, 0, 2)))
+
+
+def test_detnoise_generator_is_honoured_when_patched() -> None:
+    with detnoise.patch_torch():
+        assert_bits_equal(torch.randn(3, generator=detnoise.Generator(seed=5)), detnoise.normal((3,), seed=5))
+
+
+@pytest.mark.parametrize("dtype,real", [(torch.complex64, "float32"), (torch.complex128, "float64")])
+def test_complex_normals(dtype, real) -> None:
+    with detnoise.patch_torch():
+        z = torch.randn(5, generator=gen(), dtype=dtype)
+    expected = reference.normal_complex(5, str(dtype).split(".")[1], SEED)
+    assert_bits_equal(torch.view_as_real(z), torch.view_as_real(torch.from_numpy(expected)))
+
+
+def test_normal_forms() -> None:
+    mean, std = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([1.0, 0.25, 3.0])
+    z = torch.from_numpy(reference.normal(3, "float32", SEED))
+    with detnoise.patch_torch():
+        assert_bits_equal(torch.normal(mean, std, generator=gen()), z * std + mean)
+        assert_bits_equal(torch.normal(mean, 2.0, generator=gen()), z * torch.tensor(2.0) + mean)
+        assert_bits_equal(torch.normal(1.5, std, generator=gen()), z * std + torch.tensor(1.5))
+        assert_bits_equal(torch.normal(1.5, 2.0, (3,), generator=gen()),
+                          t(reference.normal_affine(3, "float32", SEED, mean=1.5, std=2.0)))
+        x = torch.empty(4, dtype=torch.float16)
+        assert_bits_equal(x.normal_(1.5, 2.0, generator=gen()), t(reference.normal_affine(4, "float16", SEED, 0, 0, 1.5, 2.0)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_uniform_and_exponential_in_place(dtype) -> None:
+    name = str(dtype).split(".")[1]
+    with detnoise.patch_torch():
+        x = torch.empty(3, 2, dtype=dtype)
+        assert_bits_equal(x.uniform_(-2.0, 3.0, generator=gen()),
+                          t(reference.uniform_range(6, name, SEED, low=-2.0, high=3.0), dtype).reshape(3, 2))
+        assert_bits_equal(x.exponential_(4.0, generator=gen()),
+                          t(reference.exponential(6, name, SEED, lambd=4.0), dtype).reshape(3, 2))
+        column = torch.empty(2, 3, dtype=dtype).t()  # non-contiguous: logical order still
+        assert_bits_equal(column.exponential_(generator=gen()), t(reference.exponential(6, name, SEED), dtype).reshape(3, 2))
+
+
+def test_bernoulli_forms() -> None:
+    p = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0, 0.5])
+    expected = torch.from_numpy(reference.bernoulli(6, p.numpy(), SEED)).float()
+    with detnoise.patch_torch():
+        assert_bits_equal(torch.bernoulli(p, generator=gen()), expected)
+        assert_bits_equal(torch.bernoulli(p, 0.5, generator=gen()),
+                          torch.from_numpy(reference.bernoulli(6, 0.5, SEED)).float())
+        flags = torch.empty(6, dtype=torch.bool).bernoulli_(p, generator=gen())
+        assert torch.equal(flags, expected.bool())
+
+
+def test_integer_kinds() -> None:
+    with detnoise.patch_torch():
+        assert torch.randint(10, (7,), generator=gen()).tolist() == reference.integers(7, 0, 10, SEED)
+        assert torch.randint(-3, 2**40, (7,), generator=gen()).tolist() == reference.integers(7, -3, 2**40, SEED)
+        as_float = torch.randint(3, 10, (2, 2), generator=gen(), dtype=torch.float32)
+        assert as_float.dtype == torch.float32 and as_float.flatten().tolist() == reference.integers(4, 3, 10, SEED)
+        assert torch.randperm(9, generator=gen()).tolist() == reference.permutation(9, SEED)
+        assert torch.randint_like(torch.empty(5), 2, 9, generator=gen()).tolist() == reference.integers(5, 2, 9, SEED)
+        x = torch.empty(5, dtype=torch.int64)
+        assert x.random_(generator=gen()).tolist() == reference.integers(5, 0, 2**63, SEED)
+        assert x.random_(100, generator=gen()).tolist() == reference.integers(5, 0, 100, SEED)
+        assert x.random_(-5, 5, generator=gen()).tolist() == reference.integers(5, -5, 5, SEED)
+        f = torch.empty(5, dtype=torch.float16).random_(generator=gen())
+        assert f.tolist() == [float(v) for v in reference.integers(5, 0, 2**11 + 1, SEED)]
+
+
+def test_scaled_words_is_the_exact_multiply_shift() -> None:
+    rng = random.Random(0)
+    words = [rng.getrandbits(64) for _ in range(500)] + [0, 1, 2**64 - 1, 2**63, 2**32 - 1]
+    hi = torch.tensor([w >> 32 for w in words], dtype=torch.int64)
+    lo = torch.tensor([w & 0xFFFFFFFF for w in words], dtype=torch.int64)
+    for span in [1, 2, 3, 10, 2**31 - 1, 2**31, 2**32 + 7, 2**40 + 3, 2**62 + 12345, 2**63]:
+        got = torch_patch.scaled_words(hi, lo, span).tolist()
+        assert got == [(w * span) >> 64 for w in words], span
+
+
+def test_multinomial() -> None:
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.25, 0.25, 0.25, 0.25]], dtype=torch.float64)
+    with detnoise.patch_torch():
+        drawn = torch.multinomial(probs, 3, generator=gen())
+        again = torch.multinomial(probs.float(), 3, generator=gen())
+        repeated = torch.multinomial(probs[0], 6, replacement=True, generator=gen())
+    assert drawn.tolist() == reference.multinomial(probs.tolist(), 3, False, SEED)
+    assert again.tolist() == drawn.tolist()  # float32 weights here are exact in float64 too
+    assert repeated.tolist() == reference.multinomial([probs[0].tolist()], 6, True, SEED)[0]
+    assert 1 not in drawn[0].tolist() and 1 not in repeated.tolist()  # zero weight: never drawn
+
+
+def test_like_forms_keep_layout_and_values() -> None:
+    source = torch.empty(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    with detnoise.patch_torch():
+        x = torch.randn_like(source, generator=gen())
+        y = torch.rand_like(source, dtype=torch.float64, generator=gen())
+    assert x.stride() == source.stride()
+    assert_bits_equal(x, t(reference.normal(120, "float32", SEED)).reshape(2, 3, 4, 5))
+    assert y.dtype == torch.float64
+    assert_bits_equal(y, t(reference.uniform(120, "float64", SEED)).reshape(2, 3, 4, 5))
+
+
+# ---- torch's error types, nothing consumed on failure ---------------------------------------------
+
+BAD_CALLS = [
+    ("negative size", lambda g: torch.randn(-1, generator=g)),
+    ("float size", lambda g: torch.randn(2.5, generator=g)),
+    ("int generator", lambda g: torch.randn(2, generator=5)),
+    ("integer dtype", lambda g: torch.randn(3, dtype=torch.int64, generator=g)),
+    ("out dtype mismatch", lambda g: torch.randn(2, out=torch.empty(2, dtype=torch.float64), dtype=torch.float32, generator=g)),
+    ("randint empty range", lambda g: torch.randint(5, 3, (2,), generator=g)),
+    ("randint bool range", lambda g: torch.randint(3, (2,), dtype=torch.bool, generator=g)),
+    ("randperm negative", lambda g: torch.randperm(-1, generator=g)),
+    ("normal negative std", lambda g: torch.normal(0.0, -1.0, (2,), generator=g)),
+    ("normal negative std tensor", lambda g: torch.normal(torch.zeros(2), -torch.ones(2), generator=g)),
+    ("normal shapes", lambda g: torch.normal(torch.zeros(2), torch.ones(3), generator=g)),
+    ("bernoulli p", lambda g: torch.bernoulli(torch.tensor([1.5]), generator=g)),
+    ("bernoulli_ p", lambda g: torch.empty(3).bernoulli_(1.5, generator=g)),
+    ("multinomial zero", lambda g: torch.multinomial(torch.tensor([0.0, 0.0]), 1, generator=g)),
+    ("multinomial negative", lambda g: torch.multinomial(torch.tensor([-1.0, 2.0]), 1, generator=g)),
+    ("multinomial too many", lambda g: torch.multinomial(torch.tensor([1.0, 2.0]), 3, generator=g)),
+    ("multinomial 3-d", lambda g: torch.multinomial(torch.ones(2, 2, 2), 1, generator=g)),
+    ("multinomial ints", lambda g: torch.multinomial(torch.ones(2, dtype=torch.int64), 1, generator=g)),
+    ("exponential_ lambda", lambda g: torch.empty(3).exponential_(-1, generator=g)),
+    ("exponential_ int", lambda g: torch.empty(3, dtype=torch.int64).exponential_(generator=g)),
+    ("uniform_ bounds", lambda g: torch.empty(3).uniform_(2, 1, generator=g)),
+    ("uniform_ int", lambda g: torch.empty(3, dtype=torch.int64).uniform_(generator=g)),
+    ("normal_ std", lambda g: torch.empty(3).normal_(0, -1, generator=g)),
+    ("random_ range", lambda g: torch.empty(3).random_(5, 5, generator=g)),
+    ("random_ uint8", lambda g: torch.empty(3, dtype=torch.uint8).random_(-5, 5, generator=g)),
+    ("leaf requires grad", lambda g: torch.zeros(3, requires_grad=True).normal_(generator=g)),
+]
+
+
+@pytest.mark.parametrize("name,call", BAD_CALLS, ids=[name for name, _ in BAD_CALLS])
+def test_errors_match_torch_and_consume_nothing(name, call) -> None:
+    g = gen()
+    with pytest.raises(Exception) as torch_error:
+        call(g)
+    before = g.get_state()
+    with detnoise.patch_torch():
+        with pytest.raises(Exception) as patched_error:
+            call(g)
+    assert type(patched_error.value) is type(torch_error.value), (patched_error.value, torch_error.value)
+    assert torch.equal(g.get_state(), before)
+
+
+# ---- patching and unpatching -----------------------------------------------------------------------
+
+
+def test_unpatch_restores_the_original_objects() -> None:
+    originals = {name: getattr(*torch_patch._owner_and_attribute(name)) for name in torch_patch.PATCHED}
+    own = {name for name in torch_patch.PATCHED if name.startswith("Tensor.") and name[7:] in vars(torch.Tensor)}
+    with detnoise.patch_torch() as handle:
+        assert torch.randn is torch_patch.randn and torch.Tensor.normal_ is torch_patch.tensor_normal_
+        inner = detnoise.patch_torch()
+        inner.release()
+        assert torch.randn is torch_patch.randn  # the outer handle still holds it
+    assert not handle.active
+    for name, original in originals.items():
+        assert getattr(*torch_patch._owner_and_attribute(name)) is original, name
+    assert {name for name in torch_patch.PATCHED if name.startswith("Tensor.") and name[7:] in vars(torch.Tensor)} == own
+    detnoise.patch_torch()
+    detnoise.patch_torch()
+    detnoise.unpatch_torch()
+    assert torch.randn is originals["randn"]
+
+
+def test_generator_level_covers_only_generator_passing_draws_outside_scopes() -> None:
+    torch_patch.acquire_generator_patch()
+    try:
+        torch.manual_seed(3)
+        plain = torch.randn(4)  # outside a diffusers scope: torch's global RNG
+        torch.manual_seed(3)
+        assert torch.equal(plain, torch_patch._ORIGINAL["randn"](4))
+        assert_bits_equal(torch.randn(4, generator=gen(3)), detnoise.normal((4,), seed=3))
+        torch.manual_seed(3)
+        with torch_patch.diffusers_scope():
+            assert_bits_equal(torch.randn(4), detnoise.normal((4,), seed=3))
+    finally:
+        torch_patch.release_generator_patch()
+    assert torch.randn is torch_patch._ORIGINAL.get("randn", torch.randn)
+    assert not torch_patch._ORIGINAL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_detnoise_fills_share_the_definitions(dtype) -> None:
+    name = str(dtype).split(".")[1]
+    x = detnoise.normal_(torch.empty(5, dtype=dtype), 1.5, 2.0, generator=detnoise.Generator(seed=SEED))
+    assert_bits_equal(x, t(reference.normal_affine(5, name, SEED, mean=1.5, std=2.0)))
+    y = detnoise.uniform_(torch.empty(5, dtype=dtype), -1.0, 3.0, generator=detnoise.Generator(seed=SEED))
+    assert_bits_equal(y, t(reference.uniform_range(5, name, SEED, low=-1.0, high=3.0)))
+    with detnoise.patch_torch():
+        assert_bits_equal(torch.empty(5, dtype=dtype).normal_(1.5, 2.0, generator=gen()), x)
