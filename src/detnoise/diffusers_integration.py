@@ -331,6 +331,8 @@ def patch_diffusers() -> DiffusersPatch:
             if module is not torch_utils and getattr(module, "randn_tensor", None) is original:
                 module.randn_tensor = randn_tensor
                 patch.rebound.append(name)
+        from detnoise import brownian  # SDE schedulers' Brownian tree (issue 11)
+        patch.rebound += brownian.patch_scheduler()
         _patch = patch
         return patch
 
@@ -355,6 +357,8 @@ def unpatch_diffusers() -> None:
         for _, module in _diffusers_modules():
             if getattr(module, "randn_tensor", None) is randn_tensor:
                 module.randn_tensor = _patch.original
+        from detnoise import brownian
+        brownian.unpatch_scheduler()
         _patch.active = False
         _patch = None
 
