@@ -5,12 +5,16 @@
 
 #include <cstdint>
 #include <stdexcept>
+#include <algorithm>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "cpu/brownian_cpu.h"
 #include "cpu/fill_cpu.h"
 #include "detnoise/philox.h"
 #ifdef DETNOISE_WITH_CUDA
+#include "cuda/brownian_cuda.h"
 #include "cuda/fill_cuda.h"
 #endif
 
@@ -228,6 +232,78 @@ py::tuple cuda_versions() {
 #endif
 }
 
+// ---- Brownian tree queries (docs/SPEC.md §9, detnoise/brownian.h) -----------------------------
+// A point is (mode, leaf, beta, known address, save address); rows go to the launcher 32 at a time.
+using BrownianPointArgs = std::tuple<int, uint64_t, double, uintptr_t, uintptr_t>;
+
+template <typename Launch>
+void brownian_query(int dtype, uintptr_t out, uint64_t n, const std::vector<uint64_t>& seeds, int depth,
+                    double sigma_end, const std::vector<double>& sigma, const std::vector<BrownianPointArgs>& points,
+                    const Launch& launch) {
+  namespace dn = detnoise;
+  if (dtype < 1 || dtype > 4) throw std::invalid_argument("Brownian trees take float32, float64, float16 or bfloat16");
+  if (depth < 0 || depth > dn::kBrownianMaxDepth || sigma.size() != static_cast<size_t>(depth))
+    throw std::invalid_argument("depth must be in [0, 52] with one sigma per level");
+  if (points.size() != 2) throw std::invalid_argument("a query has two points (s, t)");
+  if (!seeds.empty() && n > UINT64_MAX / 16 / seeds.size()) throw std::overflow_error("tree too large");
+  const size_t compute_size = dtype == static_cast<int>(dn::DType::kFloat64) ? 8 : 4;
+  const size_t out_size = dn::element_size(static_cast<dn::DType>(dtype));
+  dn::BrownianRequest request{};
+  request.dtype = static_cast<dn::DType>(dtype);
+  request.n = n;
+  request.depth = depth;
+  request.sigma_end = sigma_end;
+  for (int d = 0; d < depth; ++d) request.sigma[d] = sigma[d];
+  for (int p = 0; p < 2; ++p) {
+    const auto& [mode, leaf, beta, known, save] = points[p];
+    if (mode < 0 || mode > 3) throw std::invalid_argument("unknown point mode");
+    if (mode == static_cast<int>(dn::BrownianMode::kDescend) &&
+        ((depth < 64 && leaf >> depth != 0) || !(beta >= 0.0 && beta < 1.0)))
+      throw std::invalid_argument("leaf must be below 2^depth and beta in [0, 1)");
+    if (mode == static_cast<int>(dn::BrownianMode::kKnown) && known == 0 && n > 0)
+      throw std::invalid_argument("a known point needs its values");
+  }
+  for (size_t first = 0; first < seeds.size(); first += dn::kBrownianMaxRows) {
+    const size_t rows = std::min<size_t>(dn::kBrownianMaxRows, seeds.size() - first);
+    const uint64_t skip = first * n;
+    request.rows = static_cast<uint32_t>(rows);
+    for (size_t r = 0; r < rows; ++r) request.seeds[r] = seeds[first + r];
+    request.out = out == 0 ? nullptr : reinterpret_cast<unsigned char*>(out) + skip * out_size;
+    for (int p = 0; p < 2; ++p) {
+      const auto& [mode, leaf, beta, known, save] = points[p];
+      request.point[p] = {static_cast<dn::BrownianMode>(mode), leaf, beta,
+                          known == 0 ? nullptr : reinterpret_cast<const unsigned char*>(known) + skip * compute_size,
+                          save == 0 ? nullptr : reinterpret_cast<unsigned char*>(save) + skip * compute_size};
+    }
+    launch(request);
+  }
+}
+
+void brownian_cpu(int dtype, uintptr_t out, uint64_t n, const std::vector<uint64_t>& seeds, int depth,
+                  double sigma_end, const std::vector<double>& sigma, const std::vector<BrownianPointArgs>& points,
+                  int num_threads, int path) {
+  const auto chosen = cpu_path(path);
+  py::gil_scoped_release release;
+  brownian_query(dtype, out, n, seeds, depth, sigma_end, sigma, points,
+                 [&](const detnoise::BrownianRequest& request) { detnoise::brownian_cpu(request, num_threads, chosen); });
+}
+
+#ifdef DETNOISE_WITH_CUDA
+void brownian_cuda(int dtype, uintptr_t out, uint64_t n, const std::vector<uint64_t>& seeds, int depth,
+                   double sigma_end, const std::vector<double>& sigma, const std::vector<BrownianPointArgs>& points,
+                   int device, uintptr_t cuda_stream) {
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    brownian_query(dtype, out, n, seeds, depth, sigma_end, sigma, points,
+                   [&](const detnoise::BrownianRequest& request) {
+                     if (error.empty()) error = detnoise::brownian_cuda(request, device, cuda_stream);
+                   });
+  }
+  if (!error.empty()) throw std::runtime_error("detnoise CUDA launch failed: " + error);
+}
+#endif
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -243,6 +319,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_cpu_strided", &fill_cpu_strided, py::arg("kind"), py::arg("dtype"), py::arg("out"),
         py::arg("sizes"), py::arg("strides"), py::arg("base"), py::arg("seed"), py::arg("stream"),
         py::arg("offset"), py::arg("num_threads"), py::arg("path"));
+  m.def("brownian_cpu", &brownian_cpu, py::arg("dtype"), py::arg("out"), py::arg("n"), py::arg("seeds"),
+        py::arg("depth"), py::arg("sigma_end"), py::arg("sigma"), py::arg("points"), py::arg("num_threads"),
+        py::arg("path"), "One Brownian tree query W(t) - W(s) (docs/SPEC.md §9) for rows of n elements.");
   m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
   m.def("cuda_versions", &cuda_versions,
         "(driver CUDA version or 0, linked CUDA runtime version or 0, built CUDA architectures or '')");
@@ -260,6 +339,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_cuda_device_offset", &fill_cuda_device_offset, py::arg("kind"), py::arg("dtype"), py::arg("out"),
         py::arg("count"), py::arg("seed"), py::arg("stream"), py::arg("offset_on_device"), py::arg("blocks"),
         py::arg("device"), py::arg("cuda_stream"));
+  m.def("brownian_cuda", &brownian_cuda, py::arg("dtype"), py::arg("out"), py::arg("n"), py::arg("seeds"),
+        py::arg("depth"), py::arg("sigma_end"), py::arg("sigma"), py::arg("points"), py::arg("device"),
+        py::arg("cuda_stream"));
   m.def("cuda_device_count", &cuda_device_count,
         "(number of visible CUDA devices, error text when that number is 0 for a reason)");
 #else

@@ -30,6 +30,7 @@ from detnoise.functional import (
     uniform,
     uniform_,
 )
+from detnoise.brownian import BatchedBrownianTree, BrownianTree, BrownianTreeNoiseSampler
 from detnoise.diffusers_integration import patch_diffusers, patch_report, randn_tensor, unpatch_diffusers
 from detnoise.cuda_graphs import GraphSafeDraws
 from detnoise.determinism import determinism_status, deterministic, enable_full_determinism
@@ -43,6 +44,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SEED",
     "SPEC_VERSION",
+    "BatchedBrownianTree",
+    "BrownianTree",
+    "BrownianTreeNoiseSampler",
     "Generator",
     "GraphSafeDraws",
     "bits",

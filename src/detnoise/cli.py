@@ -143,6 +143,18 @@ def _command_patch_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_sde(args: argparse.Namespace) -> int:
+    """SHA-256 of a Brownian increment W(s, t) as an SDE scheduler asks for it; compare across devices."""
+    tree = detnoise.BrownianTree(args.t0, args.t1, args.shape, seed=args.seed, tol=args.tol,
+                                 device=args.device, dtype=_DTYPES[args.dtype])
+    values = tree(args.s, args.t)
+    print(f"brownian W({args.s}, {args.t}) on [{args.t0}, {args.t1}] tol {args.tol} seed {args.seed} "
+          f"{'x'.join(map(str, args.shape))} {args.dtype} on {values.device}: {fingerprint(values)}")
+    print("same on every device: the Brownian increments (docs/SPEC.md §9) and the initial noise; "
+          "not covered: the model's and the scheduler's own arithmetic, which may differ between devices")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detnoise", description="Deterministic noise, bit-identical on CPU and CUDA.")
     parser.add_argument("--seed", type=int, default=0, help="seed for the default check (default 0)")
@@ -182,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("patch-report", help="what patch_diffusers covers, and what still draws elsewhere")
     report.add_argument("--all", action="store_true", help="scan the source of every diffusers module, loaded or not")
     report.set_defaults(handler=_command_patch_report)
+
+    sde = commands.add_parser("sde", help="SHA-256 of a Brownian tree increment (SDE samplers), to compare devices")
+    sde.add_argument("--seed", type=int, default=0)
+    sde.add_argument("--shape", type=_shape, default=(1, 4, 128, 128))
+    sde.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    sde.add_argument("--device", default="cpu")
+    for name, default in (("t0", 0.0292), ("t1", 14.6146), ("s", 14.6146), ("t", 10.0), ("tol", 1e-6)):
+        sde.add_argument(f"--{name}", type=float, default=default)
+    sde.set_defaults(handler=_command_sde)
 
     info = commands.add_parser("info", help="what was built and what can run here, as JSON")
     info.set_defaults(handler=_command_info)

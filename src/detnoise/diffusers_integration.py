@@ -233,6 +233,8 @@ def patch_diffusers() -> DiffusersPatch:
                 module.randn_tensor = randn_tensor
                 patch.rebound.append(name)
         torch_patch.acquire_generator_patch()
+        from detnoise import brownian  # SDE schedulers' Brownian tree (issue 11)
+        patch.rebound += brownian.patch_scheduler()
         _patch = patch
         return patch
 
@@ -257,6 +259,8 @@ def unpatch_diffusers() -> None:
         for _, module in _diffusers_modules():
             if getattr(module, "randn_tensor", None) is randn_tensor:
                 module.randn_tensor = _patch.original
+        from detnoise import brownian
+        brownian.unpatch_scheduler()
         _patch.active = False
         _patch = None
         torch_patch.release_generator_patch()
