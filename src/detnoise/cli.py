@@ -183,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i")
     demo.add_argument("--steps", type=int, default=25)
     demo.add_argument("--device", default=None, help="default: cuda if usable, else cpu")
-    demo.add_argument("--out", default="detnoise_demo.png", help="PNG grid to write")
+    demo.add_argument("--out", default="detnoise_demo.png", help="PNG figure to write")
+    demo.add_argument("--figure", choices=["auto", "matplotlib", "pillow"], default="auto",
+                      help="how to draw the figure (auto: matplotlib when installed)")
+    demo.add_argument("--no-timing", action="store_true", help="skip the noise timings")
     demo.set_defaults(handler=_command_demo)
 
     report = commands.add_parser("patch-report", help="what patch_diffusers covers, and what still draws elsewhere")
