@@ -95,7 +95,7 @@ def test_seed_before_the_command_is_the_commands_seed(capsys) -> None:
     default = _check_table(capsys, ["check"])
     assert before == after != default
     assert cli.main(["--seed", "7", "fingerprint", "--shape", "3"]) == 0
-    assert f"seed=7 " in capsys.readouterr().out
+    assert "seed=7 " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

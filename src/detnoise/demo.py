@@ -24,7 +24,7 @@ import detnoise
 from detnoise import diffusers_integration, reference
 from detnoise.determinism import determinism_table
 from detnoise.fingerprint import fingerprint
-from detnoise.timing import measure
+from detnoise.timing import compare
 
 COLUMNS = (
     "torch CPU generator\ninitial noise",
@@ -328,7 +328,7 @@ def _render_pillow(panels: list[list[Panel]], seeds: list[int], columns: list[st
 def timing_lines(devices: list[torch.device], shapes: list[tuple[tuple[int, ...], torch.dtype]],
                  progress: Callable[[Any], Any]) -> list[str]:
     """Plain calls of detnoise.randn_tensor against diffusers' default path (CPU generator, then a
-    copy to the device): medians of 15 repeats with the interquartile range."""
+    copy to the device), side by side: medians of 15 repeats with the interquartile range."""
     from diffusers.utils import torch_utils
 
     original = diffusers_integration._patch.original if diffusers_integration._patch else torch_utils.randn_tensor
@@ -339,9 +339,11 @@ def timing_lines(devices: list[torch.device], shapes: list[tuple[tuple[int, ...]
         cpu_gens = [torch.Generator().manual_seed(i) for i in range(rows)]
         own_gens = [torch.Generator(device.type).manual_seed(i) for i in range(rows)]
         pick = (lambda gens: gens if rows > 1 else gens[0])
-        theirs = measure(lambda: original(shape, generator=pick(cpu_gens), device=device, dtype=dtype), device.type)
-        ours = measure(lambda: detnoise.randn_tensor(shape, generator=pick(own_gens), device=device, dtype=dtype),
-                       device.type)
+        timings = compare({
+            "diffusers": lambda: original(shape, generator=pick(cpu_gens), device=device, dtype=dtype),
+            "detnoise": lambda: detnoise.randn_tensor(shape, generator=pick(own_gens), device=device, dtype=dtype),
+        }, device.type)
+        theirs, ours = timings["diffusers"], timings["detnoise"]
         label = f"{'x'.join(map(str, shape))} {str(dtype)[6:]}"
         lines.append(f"  {label:20} on {ours.where():14} diffusers default {theirs.ms():38} "
                      f"detnoise {ours.ms():38} ({theirs.median_s / ours.median_s:4.1f}x)")
@@ -394,7 +396,7 @@ def main(args: argparse.Namespace) -> int:
     ok = True
     bad_seeds = reference_mismatches(initial, seeds)
     ok &= not bad_seeds
-    print("  " + _say(not bad_seeds, f"initial noise of every seed equals the numpy reference of stream v1 (docs/SPEC.md): yes",
+    print("  " + _say(not bad_seeds, "initial noise of every seed equals the numpy reference of stream v1 (docs/SPEC.md): yes",
                       f"initial noise DIFFERS from the numpy reference of stream v1 for seeds {bad_seeds}"))
     draws = len(cpu.draws)
     if gpu_run is not None:
@@ -455,7 +457,8 @@ def main(args: argparse.Namespace) -> int:
         print(line)
 
     if not args.no_timing:
-        print(f"\nnoise timing, plain calls (a new tensor each call), median of 15 repeats:")
+        print("\nnoise timing, plain calls (a new tensor each call; randn_tensor has no out=), side by side, "
+              "median of 15 repeats (interquartile range):")
         devices = [torch.device("cpu")] + ([gpu] if gpu is not None else [])
         shapes = [((1, 4, 128, 128), torch.float32), ((1, 4, 128, 128), torch.bfloat16),
                   ((16, 4, 128, 128), torch.bfloat16)]

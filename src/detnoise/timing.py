@@ -61,35 +61,54 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(function: Callable[[], object], device: str = "cpu", repeats: int = MIN_REPEATS,
-            min_repeat_s: float = 2e-3, threads: int | None = None) -> Timing:
-    """Times ``function()``: ``repeats`` (>= 15) groups of calls, synchronised once per group on CUDA.
+def compare(functions: dict[str, Callable[[], object]], device: str = "cpu", repeats: int = MIN_REPEATS,
+            min_repeat_s: float = 2e-3, threads: int | None = None) -> dict[str, Timing]:
+    """Times several functions side by side: each repeat runs a group of calls of every function in
+    turn, so a slow spell on a shared machine hits all of them alike and their ratios hold still.
 
-    ``threads`` defaults to ``torch.get_num_threads()`` on the CPU (what the caller set for the peers
-    being compared) and is None on a GPU.
+    ``repeats`` must be >= 15. ``threads`` defaults to ``torch.get_num_threads()`` on the CPU (what
+    the caller set for the functions compared) and is None on a GPU.
 
-    >>> from detnoise.timing import measure
-    >>> timing = measure(lambda: sum(range(100)), repeats=15, min_repeat_s=1e-4)
-    >>> timing.repeats, timing.q1_s <= timing.median_s <= timing.q3_s
-    (15, True)
+    >>> from detnoise.timing import compare
+    >>> timings = compare({"short": lambda: sum(range(10)), "long": lambda: sum(range(10_000))}, min_repeat_s=1e-4)
+    >>> timings["short"].median_s < timings["long"].median_s
+    True
     """
     if repeats < MIN_REPEATS:
         raise ValueError(f"a stable timing needs at least {MIN_REPEATS} repeats, got {repeats}")
-    function()  # first call: allocations, lazy initialisation, caches
-    _synchronize(device)
-    start = time.perf_counter()
-    function()
-    _synchronize(device)
-    once = max(time.perf_counter() - start, 1e-7)
-    calls = max(1, min(10_000, int(min_repeat_s / once)))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            function()
+    calls = {}
+    for name, function in functions.items():
+        function()  # first call: allocations, lazy initialisation, caches
         _synchronize(device)
-        samples.append((time.perf_counter() - start) / calls)
-    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+        start = time.perf_counter()
+        function()
+        _synchronize(device)
+        once = max(time.perf_counter() - start, 1e-7)
+        calls[name] = max(1, min(10_000, int(min_repeat_s / once)))
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                function()
+            _synchronize(device)
+            samples[name].append((time.perf_counter() - start) / calls[name])
     if threads is None and not device.startswith("cuda"):
         threads = torch.get_num_threads()
-    return Timing(median, q1, q3, repeats, calls, device, threads)
+    timings = {}
+    for name, values in samples.items():
+        q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        timings[name] = Timing(median, q1, q3, repeats, calls[name], device, threads)
+    return timings
+
+
+def measure(function: Callable[[], object], device: str = "cpu", repeats: int = MIN_REPEATS,
+            min_repeat_s: float = 2e-3, threads: int | None = None) -> Timing:
+    """Times one function: ``compare`` with a single entry.
+
+    >>> from detnoise.timing import measure
+    >>> timing = measure(lambda: sum(range(100)), min_repeat_s=1e-4)
+    >>> timing.repeats, timing.q1_s <= timing.median_s <= timing.q3_s
+    (15, True)
+    """
+    return compare({"": function}, device, repeats, min_repeat_s, threads)[""]
