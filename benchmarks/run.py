@@ -3,8 +3,13 @@
 One process, one device at a time, the same output tensors: throughput for flat sizes from 16K to
 256M elements, typical latent shapes and thread counts, ratios against torch.randn, the issue's
 targets, and (with --memory) peak memory per draw. Writes benchmarks/results/run_<device>.json and a
-throughput-versus-size plot run_<device>.png. Timing is wall-clock, best of several rounds; CUDA
-timings synchronise once per round.
+throughput-versus-size plot run_<device>.png.
+
+Timing (detnoise.timing.compare): the peers of one case run side by side, a group of calls of each in
+turn per repeat, 15 repeats; the table shows the median rate and the interquartile range, with the
+thread count on each row. "plain" peers make a new tensor per call (what most code does: it pays
+for the new memory's first touch); "out=" peers write into one kept buffer. CUDA timings
+synchronise once per group.
 
     python benchmarks/run.py --device cpu            # this machine
     python benchmarks/run.py --device cuda --quick   # what benchmarks/gpu_check.sh runs
@@ -16,6 +21,7 @@ import argparse
 import json
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 
 import detnoise
+from detnoise.timing import compare
 
 RESULTS = Path(__file__).parent / "results"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -44,41 +51,32 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def best_seconds(draw: Callable[[], object], device: str, budget: float = 0.25, rounds: int = 5) -> float:
-    draw()
-    sync(device)
-    start = time.perf_counter()
-    draw()
-    sync(device)
-    once = max(time.perf_counter() - start, 1e-7)
-    repeats = max(1, min(1000, int(budget / rounds / once)))
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            draw()
-        sync(device)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
-
-
 def peers(device: str) -> dict[str, Callable]:
     """name -> make(shape, dtype) returning a zero-argument draw, or None where unsupported."""
     out: dict[str, Callable] = {}
 
-    def detnoise_peer(shape, dtype):
+    def detnoise_out(shape, dtype):
         buffer = torch.empty(shape, dtype=dtype, device=device)
         g = detnoise.Generator(device, seed=0)
         return lambda: detnoise.randn(shape, generator=g, out=buffer)
 
-    out["detnoise"] = detnoise_peer
+    def detnoise_plain(shape, dtype):
+        g = detnoise.Generator(device, seed=0)
+        return lambda: detnoise.randn(shape, generator=g, dtype=dtype, device=device)
 
-    def torch_peer(shape, dtype):
+    def torch_out(shape, dtype):
         buffer = torch.empty(shape, dtype=dtype, device=device)
         g = torch.Generator(device).manual_seed(0)
         return lambda: torch.randn(shape, generator=g, out=buffer)
 
-    out[f"torch.randn ({device} gen)"] = torch_peer
+    def torch_plain(shape, dtype):
+        g = torch.Generator(device).manual_seed(0)
+        return lambda: torch.randn(shape, generator=g, dtype=dtype, device=device)
+
+    out[DETNOISE_OUT] = detnoise_out
+    out[DETNOISE_PLAIN] = detnoise_plain
+    out[torch_name(device, "out=")] = torch_out
+    out[torch_name(device, "plain")] = torch_plain
 
     if device == "cpu":
         def numpy_peer(shape, dtype):
@@ -88,7 +86,7 @@ def peers(device: str) -> dict[str, Callable]:
             buffer = np.empty(shape, dtype=np.float32 if dtype == torch.float32 else np.float64)
             return lambda: rng.standard_normal(out=buffer, dtype=buffer.dtype)
 
-        out["numpy PCG64"] = numpy_peer
+        out["numpy PCG64 out="] = numpy_peer
 
     try:
         from diffusers.utils import torch_utils
@@ -99,7 +97,7 @@ def peers(device: str) -> dict[str, Callable]:
             g = torch.Generator().manual_seed(0)
             return lambda: original(shape, generator=g, device=torch.device(device), dtype=dtype)
 
-        out["diffusers default (cpu gen)"] = diffusers_peer
+        out["diffusers default (cpu gen) plain"] = diffusers_peer
     except ImportError:
         pass
 
@@ -116,7 +114,7 @@ def peers(device: str) -> dict[str, Callable]:
             key = jax.device_put(key, jax_device)
             return lambda: jax.random.normal(key, shape, jdtype).block_until_ready()
 
-        out["jax.random.normal"] = jax_peer
+        out["jax.random.normal plain"] = jax_peer
     except ImportError:
         pass
 
@@ -128,13 +126,22 @@ def peers(device: str) -> dict[str, Callable]:
                 key = stateless.key(0, device=torch.device(device))
                 return lambda: stateless.normal(key, *shape, dtype=dtype)
 
-            out["torch.func._random.normal"] = stateless_peer
+            out["torch.func._random.normal plain"] = stateless_peer
         except ImportError:
             pass
     return out
 
 
+DETNOISE_OUT = "detnoise out="
+DETNOISE_PLAIN = "detnoise plain"
+
+
+def torch_name(device: str, form: str) -> str:
+    return f"torch.randn ({device} gen) {form}"
+
+
 def measure(device: str, cases: list[tuple[str, tuple[int, ...], str]], threads: list[int]) -> list[dict]:
+    """Each case: every peer side by side (detnoise.timing.compare), rates in G elements/s."""
     rows = []
     makers = peers(device)
     for thread_count in threads:
@@ -144,27 +151,34 @@ def measure(device: str, cases: list[tuple[str, tuple[int, ...], str]], threads:
         for label, shape, dtype_name in cases:
             numel = int(np.prod(shape))
             row = {"case": label, "shape": list(shape), "numel": numel, "dtype": dtype_name,
-                   "threads": thread_count if device == "cpu" else None, "gps": {}}
+                   "threads": thread_count if device == "cpu" else None, "gps": {}, "gps_iqr": {}}
+            draws = {}
             for name, make in makers.items():
                 try:
                     draw = make(shape, DTYPES[dtype_name])
                 except (RuntimeError, NotImplementedError, TypeError, ValueError):
                     draw = None
-                if draw is None:
-                    continue
-                try:
-                    row["gps"][name] = numel / best_seconds(draw, device) / 1e9
-                except (RuntimeError, NotImplementedError, MemoryError) as error:
-                    row["gps"][name] = None
-                    row.setdefault("errors", {})[name] = str(error)[:200]
-                del draw
+                if draw is not None:
+                    draws[name] = draw
+            try:
+                timings = compare(draws, device, min_repeat_s=0.01)
+            except (RuntimeError, NotImplementedError, MemoryError) as error:
+                row["error"] = str(error)[:200]
+                timings = {}
+            for name, timing in timings.items():
+                row["gps"][name] = numel / timing.median_s / 1e9
+                row["gps_iqr"][name] = [numel / timing.q3_s / 1e9, numel / timing.q1_s / 1e9]
+            del draws
             rows.append(row)
-            base = row["gps"].get(f"torch.randn ({device} gen)")
-            ours = row["gps"]["detnoise"]
-            cells = "  ".join(f"{n.split(' ')[0]} {v:7.3f}" for n, v in row["gps"].items() if v)
-            ratio = f"{ours / base:5.2f}x torch" if base else ""
             threads_text = f"t={thread_count}" if device == "cpu" else ""
-            print(f"{label:28} {dtype_name:8} {threads_text:4} {cells}   {ratio}", flush=True)
+            print(f"{label:28} {dtype_name:8} {threads_text}", flush=True)
+            for name, rate in row["gps"].items():
+                low, high = row["gps_iqr"][name]
+                print(f"    {name:36} {rate:7.3f} G/s (IQR {low:.3f}-{high:.3f})", flush=True)
+            for form, ours in (("out=", DETNOISE_OUT), ("plain", DETNOISE_PLAIN)):
+                base = row["gps"].get(torch_name(device, form))
+                if base and row["gps"].get(ours):
+                    print(f"    {ours} / torch.randn {form}: {row['gps'][ours] / base:.2f}x", flush=True)
     return rows
 
 
@@ -208,29 +222,73 @@ def memory_rows(device: str, numel: int) -> list[dict]:
 
 def call_latency(device: str, shape: tuple[int, ...] = (1, 4, 64, 64), calls: int = 2000) -> dict:
     """Wall time of one plain call (a new tensor, no out=) with synchronisation, per peer: median and
-    best over ``calls`` single calls. This is what a pipeline pays for a small latent's noise."""
+    interquartile range over ``calls`` single calls, the two peers alternating call by call. This
+    is what a pipeline pays for a small latent's noise."""
     torch_gen = torch.Generator(device).manual_seed(0)
     ours = detnoise.Generator(device, seed=0)
     draws = {
         "torch.randn": lambda: torch.randn(shape, generator=torch_gen, device=device),
         "detnoise": lambda: detnoise.randn(shape, generator=ours, device=device),
     }
-    result = {"shape": list(shape), "calls": calls}
-    for name, draw in draws.items():
+    for draw in draws.values():
         for _ in range(50):
             draw()
-        sync(device)
-        times = []
-        for _ in range(calls):
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in draws}
+    for _ in range(calls):
+        for name, draw in draws.items():
             start = time.perf_counter()
             draw()
             sync(device)
-            times.append(time.perf_counter() - start)
-        times.sort()
-        result[name] = {"median_us": times[len(times) // 2] * 1e6, "best_us": times[0] * 1e6}
-        print(f"one call {list(shape)} float32: {name:12} median {result[name]['median_us']:7.2f} us, "
-              f"best {result[name]['best_us']:7.2f} us (with synchronisation)")
+            times[name].append(time.perf_counter() - start)
+    result: dict = {"shape": list(shape), "calls": calls, "device": device,
+                    "threads": torch.get_num_threads() if device == "cpu" else None}
+    for name, values in times.items():
+        q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        result[name] = {"median_us": median * 1e6, "q1_us": q1 * 1e6, "q3_us": q3 * 1e6}
+        print(f"one plain call {list(shape)} float32 on {device}: {name:12} median {median * 1e6:7.2f} us "
+              f"(IQR {q1 * 1e6:.2f}-{q3 * 1e6:.2f}, {calls} calls, with synchronisation)")
     return result
+
+
+def first_touch(numel: int = 1 << 24, threads: list[int] | None = None) -> list[dict]:
+    """CPU only: a plain float32 draw with and without huge-page advice for its new output, against
+    out= into a kept buffer and torch's plain call, side by side, for each thread count."""
+    from detnoise import _core
+
+    rows = []
+    saved = _core.huge_page_advice()
+    for thread_count in threads or [1]:
+        torch.set_num_threads(thread_count)
+        detnoise.set_num_threads(thread_count)
+        generator = detnoise.Generator(seed=0)
+        buffer = torch.empty(numel)
+
+        def plain(advice: bool):
+            def draw():
+                _core.set_huge_page_advice(advice)
+                return detnoise.randn(numel, generator=generator)
+            return draw
+
+        try:
+            timings = compare({
+                "detnoise out=": lambda: detnoise.randn(numel, generator=generator, out=buffer),
+                "detnoise plain, huge-page advice": plain(True),
+                "detnoise plain, no advice": plain(False),
+                "torch.randn plain": lambda: torch.randn(numel),
+            }, "cpu", min_repeat_s=0)
+        finally:
+            _core.set_huge_page_advice(saved)
+        out_rate = numel / timings["detnoise out="].median_s
+        print(f"first touch, float32 {numel} elements, {thread_count} thread(s), {_thp_mode()}:")
+        row = {"numel": numel, "threads": thread_count, "thp": _thp_mode(), "gps": {}, "gps_iqr": {}}
+        for name, timing in timings.items():
+            rate = numel / timing.median_s
+            row["gps"][name] = rate / 1e9
+            row["gps_iqr"][name] = [numel / timing.q3_s / 1e9, numel / timing.q1_s / 1e9]
+            print(f"    {name:34} {timing.rate(numel)}   {rate / out_rate:.2f}x detnoise out=")
+        rows.append(row)
+    return rows
 
 
 def targets(device: str, rows: list[dict], latency: dict | None = None) -> list[str]:
@@ -241,31 +299,44 @@ def targets(device: str, rows: list[dict], latency: dict | None = None) -> list[
         return None
 
     lines = []
+    torch_out = torch_name(device, "out=")
     if device == "cpu":
-        torch_name = "torch.randn (cpu gen)"
-        one = gps("flat 2^24", "float32", 1, "detnoise")
-        two = gps("flat 2^24", "float32", 2, "detnoise")
-        torch_one = gps("flat 2^24", "float32", 1, torch_name)
-        bf16 = gps("flat 2^24", "bfloat16", 1, "detnoise")
-        torch_bf16 = gps("flat 2^24", "bfloat16", 1, torch_name)
+        one = gps("flat 2^24", "float32", 1, DETNOISE_OUT)
+        two = gps("flat 2^24", "float32", 2, DETNOISE_OUT)
+        torch_one = gps("flat 2^24", "float32", 1, torch_out)
+        bf16 = gps("flat 2^24", "bfloat16", 1, DETNOISE_OUT)
+        torch_bf16 = gps("flat 2^24", "bfloat16", 1, torch_out)
+        plain_one = gps("flat 2^24", "float32", 1, DETNOISE_PLAIN)
         if one and torch_one:
-            lines.append(f"float32 2^24, 1 thread: detnoise/torch = {one / torch_one:.2f} (target >= 3)")
+            lines.append(f"float32 2^24, 1 thread, out=: detnoise/torch = {one / torch_one:.2f} (target >= 3)")
         if one and two:
-            lines.append(f"float32 2^24: 2 threads / 1 thread = {two / one:.2f} (target >= 1.8)")
+            lines.append(f"float32 2^24, out=: 2 threads / 1 thread = {two / one:.2f} (target >= 1.8)")
         if bf16 and torch_bf16:
-            lines.append(f"bfloat16 2^24, 1 thread: detnoise/torch = {bf16 / torch_bf16:.2f} (target >= 5)")
+            lines.append(f"bfloat16 2^24, 1 thread, out=: detnoise/torch = {bf16 / torch_bf16:.2f} (target >= 5)")
+        if plain_one and one:
+            lines.append(f"float32 2^24, 1 thread: detnoise plain / detnoise out= = {plain_one / one:.2f} "
+                         f"(target >= 0.8 where transparent huge pages are allowed: {_thp_mode()})")
     else:
-        torch_name = "torch.randn (cuda gen)"
         for dtype in ("float32", "bfloat16"):
-            ours, theirs = gps("flat 2^28", dtype, None, "detnoise"), gps("flat 2^28", dtype, None, torch_name)
+            ours, theirs = gps("flat 2^28", dtype, None, DETNOISE_OUT), gps("flat 2^28", dtype, None, torch_out)
             if ours and theirs:
-                lines.append(f"{dtype} 2^28: detnoise/torch = {ours / theirs:.2f} (target >= 1.5)")
+                lines.append(f"{dtype} 2^28, out=: detnoise/torch = {ours / theirs:.2f} (target >= 1.5)")
     if latency:
         ours, theirs = latency["detnoise"]["median_us"], latency["torch.randn"]["median_us"]
         where = "" if device == "cuda" else " (the target is for CUDA; CPU shown for reference)"
-        lines.append(f"16K float32 call, median: detnoise {ours:.2f} us vs torch {theirs:.2f} us: "
+        lines.append(f"16K float32 plain call, median: detnoise {ours:.2f} us vs torch {theirs:.2f} us: "
                      f"+{ours - theirs:.2f} us (target: <= torch + 5 us){where}")
     return lines
+
+
+def _thp_mode() -> str:
+    """The kernel's transparent-huge-page mode, e.g. "madvise" (Linux), or "unknown"."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "unknown"
+    chosen = re.search(r"\[(\w+)\]", text)
+    return f"THP {chosen.group(1)}" if chosen else "unknown"
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -286,7 +357,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             xs = [r["numel"] for r in subset if r["gps"].get(peer)]
             ys = [r["gps"][peer] for r in subset if r["gps"].get(peer)]
             suffix = f", {threads} thr" if threads else ""
-            axis.plot(xs, ys, marker="o", label=f"{peer}{suffix}", linestyle="-" if peer == "detnoise" else "--")
+            axis.plot(xs, ys, marker="o", label=f"{peer}{suffix}", linestyle="-" if peer.startswith("detnoise") else "--")
     axis.set_xscale("log", base=2)
     axis.set_yscale("log")
     axis.set_xlabel("elements (float32)")
@@ -308,9 +379,11 @@ def main() -> int:
     if device == "cuda" and not (detnoise.built_with_cuda() and torch.cuda.is_available()):
         print("no usable CUDA device: nothing to measure")
         return 0
-    exponents = [14, 18, 20, 24, 26] if args.quick else [14, 16, 18, 20, 22, 24, 26, 28]
+    # On the CPU, 2^28 elements (1 GiB per buffer, a dozen peers side by side) would not fit next to
+    # other work; 2^26 shows the large-size behaviour already.
+    exponents = [14, 18, 20, 24, 26] if args.quick else [14, 16, 18, 20, 22, 24, 26]
     if device == "cuda":
-        exponents = [14, 20, 24, 28] if args.quick else exponents
+        exponents = [14, 20, 24, 28] if args.quick else [14, 16, 18, 20, 22, 24, 26, 28]
     cases = [(f"flat 2^{e}", (1 << e,), dtype) for e in exponents for dtype in ("float32", "bfloat16")]
     cases += [(f"flat 2^{e}", (1 << e,), "float64") for e in exponents if e <= 24]
     latents = list(LATENTS.items())[: 3 if args.quick else None]
@@ -318,8 +391,13 @@ def main() -> int:
     threads = sorted({1, torch.get_num_threads()}) if device == "cpu" else [None]
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"{platform.processor() or platform.machine()} cpu"
     print(f"detnoise {detnoise.__version__} ({', '.join(detnoise.cpu_paths())}) vs peers on {name}; torch {torch.__version__}")
-    print("throughput in G normals/s")
+    print("throughput in G normals/s: median of 15 repeats, peers side by side, interquartile range in brackets; "
+          "plain = a new tensor per call, out= = one kept buffer")
     rows = measure(device, cases, threads)
+    if device == "cpu":
+        torch.set_num_threads(max(threads))
+        detnoise.set_num_threads(None)
+    touch = first_touch(threads=threads) if device == "cpu" else []
     if device == "cpu":
         torch.set_num_threads(max(threads))
         detnoise.set_num_threads(None)
@@ -332,7 +410,7 @@ def main() -> int:
     stem = f"run_{device}"
     payload = {"device": name, "torch": torch.__version__, "detnoise": detnoise.__version__,
                "cpu_paths": detnoise.cpu_paths(), "rows": rows, "latency": latency, "targets": target_lines,
-               "memory": memory}
+               "first_touch": touch, "memory": memory}
     (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
     plot(rows, RESULTS / f"{stem}.png", f"normal noise throughput, {name}")
     print(f"wrote {RESULTS / (stem + '.json')} and {stem}.png")

@@ -325,6 +325,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
   m.def("cuda_versions", &cuda_versions,
         "(driver CUDA version or 0, linked CUDA runtime version or 0, built CUDA architectures or '')");
+  m.def("set_huge_page_advice", &detnoise::set_huge_page_advice, py::arg("enabled"),
+        "Advise transparent huge pages for large untouched CPU outputs (default on; timing only)");
+  m.def("huge_page_advice", &detnoise::huge_page_advice);
 #ifdef DETNOISE_WITH_CUDA
   m.attr("built_with_cuda") = true;
   m.def("fill_cuda_rows", &fill_cuda_rows, py::arg("kind"), py::arg("dtype"), py::arg("out"),

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import detnoise
-from detnoise import cli, reference
+from detnoise import cli, cuda_diagnosis, reference
 from detnoise.fingerprint import fingerprint
 
 from conftest import DTYPES
@@ -69,24 +70,84 @@ def test_cuda_kernels_are_built_where_nvcc_is_present() -> None:
     assert detnoise.build_info()["cuda_built"] is True
 
 
-def test_demo_runs_offline_and_proves_batch_invariance(tmp_path, capsys) -> None:
+def test_patch_report_says_it_patched_only_to_inspect(capsys) -> None:
     pytest.importorskip("diffusers")
-    out = tmp_path / "grid.png"
-    assert cli.main(["demo", "--images", "2", "--steps", "2", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert text.count("noise identical, image identical") == 2
-    assert "diffusers default" in text and out.stat().st_size > 0
-    from PIL import Image
-
-    with Image.open(out) as grid:
-        assert grid.size[0] > grid.size[1]  # a row of images
-
-
-def test_patch_report_command(capsys) -> None:
-    pytest.importorskip("diffusers")
-    assert cli.main(["patch-report"]) == 0
-    text = capsys.readouterr().out
-    assert "patch active: yes" in text and "scheduling_amused" in text
     import detnoise.diffusers_integration as integration
 
     assert not integration.is_patched()
+    assert cli.main(["patch-report"]) == 0
+    captured = capsys.readouterr()
+    assert "patch active" not in captured.out and "scheduling_amused" in captured.out
+    assert "patched diffusers only while it inspected the modules" in captured.out
+    assert "nothing was patched before, and nothing is now" in captured.out
+    assert "loading diffusers modules" in captured.err  # the progress bar of the long phase
+    assert not integration.is_patched()
+
+
+def _check_table(capsys, argv: list[str]) -> str:
+    assert cli.main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_seed_before_the_command_is_the_commands_seed(capsys) -> None:
+    before = _check_table(capsys, ["--seed", "5", "check"])
+    after = _check_table(capsys, ["check", "--seed", "5"])
+    default = _check_table(capsys, ["check"])
+    assert before == after != default
+    assert cli.main(["--seed", "7", "fingerprint", "--shape", "3"]) == 0
+    assert "seed=7 " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "5", "info"], "--seed does not apply to `detnoise info`"),
+    (["--seed", "5", "patch-report"], "--seed does not apply to `detnoise patch-report`"),
+    (["--seed", "1", "check", "--seed", "2"], "two different seeds"),
+    (["fingerprint", "--shape", "3"], "fingerprint needs --seed"),
+])
+def test_a_seed_that_cannot_apply_is_an_error(capsys, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fingerprint", "--seed", "1", "--shape", "3", "--kind", "bits", "--dtype", "float32"],
+     "--dtype does not apply to --kind bits"),
+    (["demo", "--prompt", "a cat"], "--prompt applies to text-to-image models given with --model"),
+])
+def test_a_flag_that_does_not_apply_is_an_error(capsys, argv: list[str], message: str) -> None:
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_errors_have_one_prefix(capsys) -> None:
+    assert cli.main(["fingerprint", "--seed", str(2**64), "--shape", "3"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("detnoise: error: ") and error.count("detnoise:") == 1, error
+
+
+def test_a_cuda_failure_names_the_fix(capsys) -> None:
+    if detnoise.built_with_cuda() and torch.cuda.is_available():
+        pytest.skip("CUDA works here")
+    assert cli.main(["fingerprint", "--seed", "1", "--shape", "3", "--device", "cuda"]) == 2
+    error = capsys.readouterr().err
+    fixes = ("install a CUDA build of torch", "reinstall from source on a machine with the CUDA toolkit",
+             "check `nvidia-smi`", "update the driver")
+    assert any(fix in error for fix in fixes), error
+
+
+def test_check_and_info_say_why_cuda_is_not_used(capsys) -> None:
+    problems = cuda_diagnosis.cuda_problems()
+    if not problems:
+        pytest.skip("CUDA works here")
+    text = _check_table(capsys, ["check"])
+    assert all(problem in text for problem in problems)
+    info = json.loads(_check_table(capsys, ["info"]))
+    assert info["cuda_problems"] == problems
+    assert {row["switch"] for row in info["determinism"]} == set(detnoise.determinism_status())
+
+
+def test_default_command_times_with_a_median(capsys) -> None:
+    text = _check_table(capsys, ["--seed", "3"])
+    assert "seed=3 on" in text and "15 repeats" in text

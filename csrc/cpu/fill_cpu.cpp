@@ -3,6 +3,11 @@
 #include "fill_cpu.h"
 
 #include <algorithm>
+#include <atomic>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "thread_pool.h"
 
@@ -14,6 +19,36 @@ namespace {
 constexpr uint64_t kMinElementsPerThread = 1u << 16;
 
 using RangeFill = bool (*)(const FillRequest&, uint64_t, uint64_t);
+
+std::atomic<bool> g_advise_huge_pages{true};
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+constexpr uintptr_t kHugePage = uintptr_t{1} << 21;
+// Outputs smaller than this hold at most one whole 2 MiB page: not worth two system calls.
+constexpr uint64_t kAdviseMinBytes = uint64_t{4} << 20;
+#endif
+
+// A new tensor's memory is untouched, and with transparent huge pages in "madvise" mode each 4 KiB
+// page faults on its first write: about 60% of a plain 64 MiB draw's time on the project VM
+// (benchmarks/NOTES.md). Advised, the pages fault 2 MiB at a time. Only whole 2 MiB pages inside
+// [out, out + bytes) are advised, and only while still untouched (a reused or out= buffer is left
+// alone, so khugepaged is never asked to copy one). Every failure (no THP, a file or shared
+// mapping, another OS) is ignored: the advice changes timing only, never a value.
+void advise_huge_pages(void* out, uint64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (bytes < kAdviseMinBytes || !g_advise_huge_pages.load(std::memory_order_relaxed)) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(out);
+  const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t last = (begin + bytes) & ~(kHugePage - 1);
+  if (first >= last) return;
+  unsigned char resident = 0;
+  if (mincore(reinterpret_cast<void*>(first), 1, &resident) != 0 || (resident & 1)) return;
+  (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#else
+  (void)out;
+  (void)bytes;
+#endif
+}
 
 struct ScalarFill {
   const FillRequest& request;
@@ -82,6 +117,7 @@ bool fill_cpu_strided(const StridedRequest& request, int num_threads, CpuPath pa
   for (int dim = 0; dim < request.ndim; ++dim) total *= request.sizes[dim];
   if (!dispatch_transform(request.kind, request.dtype, StridedRowsFill{request, contiguous, 0, 0})) return false;
   if (total == 0) return true;
+  advise_huge_pages(request.out, total * element_size(request.dtype));
   const uint64_t rows = total / request.sizes[request.ndim - 1];
   const uint64_t workers = std::min<uint64_t>(worker_count(total, num_threads), rows);
   const uint64_t rows_per_worker = (rows + workers - 1) / workers;
@@ -92,6 +128,10 @@ bool fill_cpu_strided(const StridedRequest& request, int num_threads, CpuPath pa
   });
   return true;
 }
+
+void set_huge_page_advice(bool enabled) { g_advise_huge_pages.store(enabled, std::memory_order_relaxed); }
+
+bool huge_page_advice() { return g_advise_huge_pages.load(std::memory_order_relaxed); }
 
 bool cpu_path_available(CpuPath path) {
   switch (path) {
@@ -115,6 +155,7 @@ bool fill_cpu(const FillRequest& request, int num_threads, CpuPath path) {
   const uint64_t begin = request.first_element;
   const uint64_t end = begin + request.count;
   if (!fill(request, begin, begin)) return false;  // validates (kind, dtype) before any thread starts
+  advise_huge_pages(request.out, request.count * element_size(request.dtype));
   const uint64_t per_block = request.dtype == DType::kFloat64 ? 2 : 4;
   const uint64_t workers = worker_count(request.count, num_threads);
   // Chunk boundaries fall on block boundaries so no block is computed twice.
@@ -136,6 +177,7 @@ bool fill_cpu_rows(Kind kind, DType dtype, void* out, uint64_t row_elements, con
   if (rows == 0) return true;
   const FillRequest probe = row_request(kind, dtype, out, element_size(dtype), row_elements, 0, draws[0]);
   if (!fill(probe, 0, 0)) return false;
+  advise_huge_pages(out, rows * row_elements * element_size(dtype));
   const uint64_t workers = std::min<uint64_t>(worker_count(rows * row_elements, num_threads), rows);
   const uint64_t rows_per_worker = (rows + workers - 1) / workers;
   parallel_for(workers, [&](uint64_t index) {

@@ -6,6 +6,11 @@
 
 namespace detnoise {
 
+// Whether launchers advise transparent huge pages for large untouched outputs (default on). Timing
+// only: the values written never depend on it.
+void set_huge_page_advice(bool enabled);
+bool huge_page_advice();
+
 // Returns false if (kind, dtype) is not a supported pair or `path` cannot run here. The output never
 // depends on num_threads or path: threads split the element range on block boundaries, and every
 // path computes each element from its own counter with the same operations.

@@ -5,16 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
 import detnoise
+from detnoise import cuda_diagnosis
+from detnoise.determinism import determinism_rows
 from detnoise.fingerprint import fingerprint
+from detnoise.timing import measure
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _KINDS = ("randn", "rand", "bits")
+# Commands whose --seed may also be given before the command name (`detnoise --seed 5 check`).
+_SEEDED_COMMANDS = ("default", "fingerprint", "check", "verify", "demo", "sde")
+
+
+class CommandError(ValueError):
+    """A command line that cannot mean anything (a flag that does not apply, a missing extra)."""
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -40,8 +48,11 @@ def _cuda_usable() -> bool:
 
 
 def _command_fingerprint(args: argparse.Namespace) -> int:
-    dtype_name = "uint32" if args.kind == "bits" else args.dtype
-    values = _draw(args.kind, args.shape, _DTYPES.get(args.dtype, torch.float32), args.device, args.seed, args.stream, args.offset)
+    if args.kind == "bits" and args.dtype is not None:
+        raise CommandError(f"--dtype does not apply to --kind bits (raw uint32 Philox words); drop --dtype {args.dtype}")
+    dtype_name = "uint32" if args.kind == "bits" else (args.dtype or "float32")
+    values = _draw(args.kind, args.shape, _DTYPES[dtype_name] if dtype_name in _DTYPES else torch.float32,
+                   args.device, args.seed, args.stream, args.offset)
     record = {
         "sha256": fingerprint(values),
         "spec": f"detnoise-v{detnoise.SPEC_VERSION}",
@@ -87,13 +98,17 @@ def _command_check(args: argparse.Namespace) -> int:
                 print(f"{label:28} {cpu_print[:16]:18} {'-':18} cpu only")
     if not _cuda_usable():
         print("no usable CUDA device: CPU/CUDA equality was not checked on this machine")
+        for problem in cuda_diagnosis.cuda_problems():
+            print(f"  {problem}")
     return 1 if failures else 0
 
 
 def _command_info(args: argparse.Namespace) -> int:
     info = detnoise.build_info()
     info.update({"version": detnoise.__version__, "spec": detnoise.SPEC_VERSION, "torch": torch.__version__,
-                 "cpu_threads": detnoise.get_num_threads()})
+                 "cpu_threads": detnoise.get_num_threads(), "cuda_problems": cuda_diagnosis.cuda_problems(),
+                 "determinism": [{"switch": name, "on": held, "matters_here": matters, "why": why}
+                                 for name, held, matters, why in determinism_rows()]})
     print(json.dumps(info, indent=1))
     return 0
 
@@ -102,12 +117,10 @@ def _command_default(args: argparse.Namespace) -> int:
     """What `detnoise` alone does: the check table, then one fingerprint and its timing."""
     status = _command_check(args)
     device = "cuda" if _cuda_usable() else "cpu"
-    start = time.perf_counter()
     latent = detnoise.normal((1, 4, 128, 128), seed=args.seed, device=device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    print(f"SDXL latent 1x4x128x128 float32 seed={args.seed} on {device}: {fingerprint(latent)} ({elapsed * 1e3:.2f} ms)")
+    timing = measure(lambda: detnoise.normal((1, 4, 128, 128), seed=args.seed, device=device), device)
+    print(f"SDXL latent 1x4x128x128 float32 seed={args.seed} on {device}: {fingerprint(latent)}")
+    print(f"  one plain call: {timing.ms()}, {timing.where()}")
     print("compare this line between machines: the same seed gives the same fingerprint everywhere")
     return status
 
@@ -115,31 +128,61 @@ def _command_default(args: argparse.Namespace) -> int:
 def _command_verify(args: argparse.Namespace) -> int:
     from detnoise import verify
 
-    return verify.main(random_draws=args.draws, seed=args.check_seed)
+    return verify.main(random_draws=args.draws, seed=args.seed)
 
 
 def _command_demo(args: argparse.Namespace) -> int:
+    if args.prompt is not None and args.model is None:
+        raise CommandError("--prompt applies to text-to-image models given with --model; the offline demo "
+                           "pipeline is unconditional")
+    if args.images < 1 or args.steps < 1:
+        raise CommandError(f"--images and --steps must be at least 1, got {args.images} and {args.steps}")
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        raise CommandError("detnoise demo needs diffusers: pip install 'detnoise[diffusers]'") from None
     from detnoise import demo
 
     return demo.main(args)
 
 
+def _progress(items: list, description: str) -> Iterable:
+    """A progress bar over items where tqdm is installed (it comes with diffusers), else the items."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=description, leave=False)
+
+
 def _command_patch_report(args: argparse.Namespace) -> int:
+    import importlib
+    import pkgutil
+
     try:
         import diffusers
     except ImportError:
-        print("detnoise patch-report needs diffusers: pip install 'detnoise[diffusers]'", file=sys.stderr)
-        return 2
+        raise CommandError("detnoise patch-report needs diffusers: pip install 'detnoise[diffusers]'") from None
     from detnoise import diffusers_integration
 
-    diffusers_integration.load_diffusers_modules(["diffusers.schedulers"])
-    patch = detnoise.patch_diffusers()
-    try:
-        scope = "every module of the installed diffusers (source scan)" if args.all else "loaded modules"
-        print(f"diffusers {diffusers.__version__}; draws in {scope}")
-        print("\n".join(detnoise.patch_report(all=args.all).lines()))
-    finally:
-        patch.unpatch()
+    # The schedulers are imported so that the loaded-module view covers them; --all reads the source of
+    # every diffusers module instead (patch_report(all=True)), imported or not.
+    names = [module.name for module in pkgutil.walk_packages(importlib.import_module("diffusers.schedulers").__path__,
+                                                             "diffusers.schedulers.")]
+    for name in _progress(names, "loading diffusers schedulers"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - optional dependencies of single schedulers
+            continue
+    already = diffusers_integration.is_patched()
+    with detnoise.patch_diffusers():
+        report = detnoise.patch_report(all=args.all)
+    scope = "every module of the installed diffusers (source scan)" if args.all else "loaded modules"
+    print(f"diffusers {diffusers.__version__}; draws in {scope}")
+    print("this command patched diffusers only while it inspected the modules (detnoise.patch_diffusers() "
+          "inside your program does it for real); " + ("it was already patched before" if already else
+                                                       "nothing was patched before, and nothing is now"))
+    print("\n".join(line for line in report.lines() if not line.startswith("patch active:")))
     return 0
 
 
@@ -155,67 +198,106 @@ def _command_sde(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_command(commands: argparse._SubParsersAction, name: str, handler, **kwargs) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, **kwargs)
+    command.set_defaults(handler=handler, command=name)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="detnoise", description="Deterministic noise, bit-identical on CPU and CUDA.")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the default check (default 0)")
-    parser.set_defaults(handler=_command_default)
+    parser = argparse.ArgumentParser(
+        prog="detnoise", description="Deterministic noise, bit-identical on CPU and CUDA.",
+        epilog="--seed may stand before or after the command name; commands without a seed refuse it.")
+    parser.add_argument("--seed", dest="global_seed", metavar="SEED", type=int, default=None,
+                        help="seed of the default check (alone) or of the command that follows")
+    parser.set_defaults(handler=_command_default, command="default", seed=None)
     commands = parser.add_subparsers(title="commands")
 
-    fp = commands.add_parser("fingerprint", help="print the SHA-256 of a draw's bytes")
-    fp.add_argument("--seed", type=int, required=True)
+    fp = _add_command(commands, "fingerprint", _command_fingerprint, help="print the SHA-256 of a draw's bytes")
+    fp.add_argument("--seed", type=int, default=None, help="required (here or before the command name)")
     fp.add_argument("--shape", type=_shape, required=True, help="e.g. 1,4,128,128")
-    fp.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    fp.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="randn/rand only (default float32)")
     fp.add_argument("--device", default="cpu")
     fp.add_argument("--stream", type=int, default=0)
     fp.add_argument("--offset", type=int, default=0, help="first block of the draw")
     fp.add_argument("--kind", choices=_KINDS, default="randn")
     fp.add_argument("--json", action="store_true", help="one JSON object instead of a line")
-    fp.set_defaults(handler=_command_fingerprint)
 
-    check = commands.add_parser("check", help="compare CPU and CUDA draws (CPU only without a GPU)")
-    check.add_argument("--seed", type=int, default=0)
-    check.set_defaults(handler=_command_check)
+    check = _add_command(commands, "check", _command_check, help="compare CPU and CUDA draws (CPU only without a GPU)")
+    check.add_argument("--seed", type=int, default=None, help="default 0")
 
-    verify = commands.add_parser("verify", help="self-check this install against the spec (seconds)")
+    verify = _add_command(commands, "verify", _command_verify, help="self-check this install against the spec (seconds)")
     verify.add_argument("--draws", type=int, default=36, help="random draws to compare with the reference")
-    verify.add_argument("--check-seed", type=int, default=None, help="fix the random draws (default: fresh)")
-    verify.set_defaults(handler=_command_verify)
+    verify.add_argument("--seed", "--check-seed", dest="seed", type=int, default=None,
+                        help="fix the random draws (default: fresh)")
 
-    demo = commands.add_parser("demo", help="run a diffusers pipeline with detnoise noise (offline) and show the proofs")
+    demo = _add_command(commands, "demo", _command_demo,
+                        help="run a diffusers pipeline with detnoise noise (offline) and show the proofs")
     demo.add_argument("--model", default=None, help="a local diffusers model directory (default: a small pipeline built offline)")
     demo.add_argument("--prompt", default=None, help="prompt, for text-to-image models given with --model")
     demo.add_argument("--images", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i")
+    demo.add_argument("--seed", type=int, default=None, help="first seed (default 0); image i uses seed + i")
     demo.add_argument("--steps", type=int, default=25)
-    demo.add_argument("--device", default=None, help="default: cuda if usable, else cpu")
-    demo.add_argument("--out", default="detnoise_demo.png", help="PNG grid to write")
-    demo.set_defaults(handler=_command_demo)
+    demo.add_argument("--device", default=None, help="the GPU column's device (default: cuda where usable; cpu: none)")
+    demo.add_argument("--out", default="detnoise_demo.png", help="PNG figure to write")
+    demo.add_argument("--figure", choices=["auto", "matplotlib", "pillow"], default="auto",
+                      help="how to draw the figure (auto: matplotlib when installed)")
+    demo.add_argument("--no-timing", action="store_true", help="skip the noise timings")
 
-    report = commands.add_parser("patch-report", help="what patch_diffusers covers, and what still draws elsewhere")
+    report = _add_command(commands, "patch-report", _command_patch_report,
+                          help="what patch_diffusers covers, and what still draws elsewhere")
     report.add_argument("--all", action="store_true", help="scan the source of every diffusers module, loaded or not")
-    report.set_defaults(handler=_command_patch_report)
 
-    sde = commands.add_parser("sde", help="SHA-256 of a Brownian tree increment (SDE samplers), to compare devices")
-    sde.add_argument("--seed", type=int, default=0)
+    sde = _add_command(commands, "sde", _command_sde,
+                       help="SHA-256 of a Brownian tree increment (SDE samplers), to compare devices")
+    sde.add_argument("--seed", type=int, default=None, help="default 0")
     sde.add_argument("--shape", type=_shape, default=(1, 4, 128, 128))
     sde.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     sde.add_argument("--device", default="cpu")
     for name, default in (("t0", 0.0292), ("t1", 14.6146), ("s", 14.6146), ("t", 10.0), ("tol", 1e-6)):
         sde.add_argument(f"--{name}", type=float, default=default)
-    sde.set_defaults(handler=_command_sde)
 
-    info = commands.add_parser("info", help="what was built and what can run here, as JSON")
-    info.set_defaults(handler=_command_info)
+    _add_command(commands, "info", _command_info, help="what was built and what can run here, as JSON")
     return parser
+
+
+def _resolve_seed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Merges a --seed given before the command name into the command's own --seed."""
+    if args.global_seed is not None:
+        if args.command not in _SEEDED_COMMANDS:
+            parser.error(f"--seed does not apply to `detnoise {args.command}`")
+        if args.seed is not None and args.seed != args.global_seed:
+            parser.error(f"two different seeds: --seed {args.global_seed} before `{args.command}` and "
+                         f"--seed {args.seed} after it")
+        args.seed = args.global_seed
+    if args.command == "fingerprint" and args.seed is None:
+        parser.error("fingerprint needs --seed (before or after the command name)")
+    if args.command in ("default", "check", "demo", "sde") and args.seed is None:
+        args.seed = 0
+
+
+def _error_lines(error: BaseException, args: argparse.Namespace) -> list[str]:
+    """The message once, without a second "detnoise:" prefix, and the fix for any CUDA cause."""
+    message = str(error).strip() or type(error).__name__
+    while message.startswith("detnoise: "):
+        message = message[len("detnoise: "):]
+    lines = [f"detnoise: error: {message}"]
+    devices = [str(getattr(args, "device", None) or "")]
+    if "cuda" in message.lower() or any(device.startswith("cuda") for device in devices):
+        fixes = [cuda_diagnosis.explain(message)] + cuda_diagnosis.cuda_problems()
+        lines += [f"  fix: {fix}" for i, fix in enumerate(fixes) if fix and fix not in message and fix not in fixes[:i]]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _resolve_seed(parser, args)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, RuntimeError) as error:
-        print(f"detnoise: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError, AssertionError) as error:
+        # AssertionError: torch's "Torch not compiled with CUDA enabled".
+        print("\n".join(_error_lines(error, args)), file=sys.stderr)
         return 2
 
 

@@ -1,15 +1,19 @@
-"""``detnoise demo``: a diffusers pipeline run with detnoise noise, offline, with the proofs printed.
+"""``detnoise demo``: a real diffusers pipeline run with detnoise noise, offline, with computed proofs.
 
-Builds a small DDPM pipeline from configs with seeded weights (no download; ``--model PATH`` loads a
-local diffusers model directory instead), runs it with ``patch_diffusers()`` on the best device,
-writes a PNG grid, and prints per-image fingerprints, batch invariance, CPU/GPU equality of the noise
-where a GPU exists, and how long detnoise's randn_tensor takes against diffusers' default path.
+The default model is :class:`detnoise.demo_model.GlyphDenoiser`, the exact optimal denoiser of a
+glyph set drawn with Pillow's font, in a ``DDPMPipeline`` (the scheduler adds fresh noise at every
+step, so every draw matters). Nothing is downloaded; ``--model PATH`` runs a local diffusers
+pipeline instead. The demo runs diffusers' default path (torch CPU generators), detnoise on the CPU
+and detnoise on the GPU where one exists, then each image again on its own; it prints what matched
+bit for bit and what did not, all computed from the runs, and writes one labelled figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,136 +21,469 @@ import numpy as np
 import torch
 
 import detnoise
-from detnoise import diffusers_integration
-from detnoise.determinism import determinism_status
+from detnoise import diffusers_integration, reference
+from detnoise.determinism import determinism_table
 from detnoise.fingerprint import fingerprint
+from detnoise.timing import compare
+
+COLUMNS = (
+    "torch CPU generator\ninitial noise",
+    "diffusers default\nimage",
+    "detnoise\ninitial noise",
+    "detnoise on CPU\nimage",
+    "detnoise on GPU\nimage",
+    "|CPU - GPU|\nimage difference",
+)
 
 
-def _best_device() -> torch.device:
+@dataclass
+class Run:
+    """One pipeline call: its images (B, H, W, C) in [0, 1] and every noise draw made (on the CPU)."""
+
+    label: str
+    device: torch.device
+    images: np.ndarray
+    draws: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class Panel:
+    """One cell of the figure: pixels (H, W, 3) in [0, 1], or None for a panel holding only text."""
+
+    pixels: np.ndarray | None
+    caption: str
+    note: str = ""
+
+
+@dataclass
+class FigureLayout:
+    """What was drawn where: ``rows`` seeds by ``columns`` panels, ``size`` in pixels."""
+
+    path: Path
+    backend: str
+    rows: int
+    columns: int
+    size: tuple[int, int]
+
+    @property
+    def panels(self) -> int:
+        return self.rows * self.columns
+
+
+def gpu_device() -> torch.device | None:
+    """The CUDA device where detnoise can draw, or None."""
     if detnoise.built_with_cuda() and torch.cuda.is_available():
         return torch.device("cuda")
-    return torch.device("cpu")
+    return None
 
 
 def build_offline_pipeline(sample_size: int = 32) -> Any:
-    """A DDPMPipeline whose UNet has seeded random weights, built from configs alone."""
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-    from diffusers.models.unets.unet_2d import UNet2DOutput
+    """A DDPMPipeline around the glyph set's exact denoiser, built from code alone."""
+    from diffusers import DDPMPipeline
 
-    class RowByRowUNet(UNet2DModel):
-        # torch's GEMM differs in the last bit between batch sizes 1 and N; running rows one by one
-        # keeps the model's arithmetic batch-invariant, so the demo can show whole images match.
-        def forward(self, sample, timestep, *args, **kwargs):
-            rows = [super(RowByRowUNet, self).forward(sample[i : i + 1], timestep, *args, **kwargs).sample
-                    for i in range(sample.shape[0])]
-            return UNet2DOutput(sample=torch.cat(rows))
+    from detnoise.demo_model import GlyphDenoiser
 
-    torch.manual_seed(0)
-    unet = RowByRowUNet(sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=(32, 64),
-                        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8)
-    return DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000))
+    model = GlyphDenoiser(sample_size=sample_size)
+    return DDPMPipeline(unet=model, scheduler=model.scheduler())
 
 
-def _run(pipe: Any, generators: Any, count: int, steps: int, prompt: str | None, progress: bool) -> tuple[np.ndarray, list]:
-    pipe.set_progress_bar_config(disable=not progress)
-    kwargs: dict[str, Any] = {"generator": generators, "num_inference_steps": steps, "output_type": "np"}
+def _denoiser(pipe: Any) -> torch.nn.Module | None:
+    return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+
+
+def run_pipeline(pipe: Any, label: str, device: torch.device, seeds: list[int], generator_device: str,
+                 steps: int, prompt: str | None, patched: bool) -> Run:
+    """Runs the pipeline once for ``seeds`` (one generator per image), with or without detnoise."""
+    pipe.to(device)
+    pipe.set_progress_bar_config(desc=f"{label:>22}", leave=False)
+    generators = [torch.Generator(generator_device).manual_seed(seed) for seed in seeds]
+    kwargs: dict[str, Any] = {"generator": generators if len(seeds) > 1 else generators[0],
+                              "num_inference_steps": steps, "output_type": "np"}
     if prompt is not None:
-        kwargs["prompt"] = [prompt] * count
+        kwargs["prompt"] = [prompt] * len(seeds)
     else:
-        kwargs["batch_size"] = count
-    with diffusers_integration.record_draws() as log:
+        kwargs["batch_size"] = len(seeds)
+    if patched:
+        with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log:
+            images = pipe(**kwargs).images
+        draws = [values.cpu() for _, values in log]
+    else:
         images = pipe(**kwargs).images
-    return np.asarray(images), log
+        draws = []
+    return Run(label, device, np.asarray(images, dtype=np.float32), draws)
 
 
-def _grid(images: np.ndarray, path: Path) -> None:
-    from PIL import Image
+def default_path_noise(shape: tuple[int, ...], seeds: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """The first draw of diffusers' default path: torch CPU generators, one per row."""
+    from diffusers.utils import torch_utils
 
-    pixels = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
-    count, height, width, _ = pixels.shape
-    grid = np.zeros((height, count * width + (count - 1) * 2, 3), dtype=np.uint8)
-    for i, image in enumerate(pixels):
-        grid[:, i * (width + 2) : i * (width + 2) + width] = image
-    scale = max(1, 256 // height)
-    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+    original = diffusers_integration._patch.original if diffusers_integration._patch else torch_utils.randn_tensor
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    return original(shape, generator=generators if len(seeds) > 1 else generators[0], dtype=dtype)
 
 
-def _time_ms(function, device: torch.device, repeats: int = 20) -> float:
-    function()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats * 1e3
+def reference_mismatches(noise: torch.Tensor, seeds: list[int]) -> list[int]:
+    """Seeds whose row of the initial noise differs from the numpy reference of stream v1 (a
+    ``torch.Generator().manual_seed(s)`` draws stream 0 of seed s from block 0)."""
+    dtype_name = str(noise.dtype).removeprefix("torch.")
+    bad = []
+    for row, seed in enumerate(seeds):
+        expected = reference.normal(noise[row].numel(), dtype_name, seed)
+        values = noise[row].contiguous().reshape(-1)
+        if dtype_name == "bfloat16":
+            same = np.array_equal(values.view(torch.int16).numpy(), expected.view(np.int16))
+        else:
+            same = np.array_equal(values.numpy().view(np.uint8), np.ascontiguousarray(expected).view(np.uint8))
+        if not same:
+            bad.append(seed)
+    return bad
 
 
-def timing_table(device: torch.device) -> list[str]:
-    """detnoise.randn_tensor against diffusers' default path (CPU generator, then a copy) on device."""
+def _max_difference(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    a_values = torch.as_tensor(np.asarray(a) if isinstance(a, np.ndarray) else a).double()
+    b_values = torch.as_tensor(np.asarray(b) if isinstance(b, np.ndarray) else b).double()
+    return float((a_values - b_values).abs().max()) if a_values.numel() else 0.0
+
+
+def model_batch_difference(pipe: Any, noise: torch.Tensor, device: torch.device, steps: int) -> float | None:
+    """Largest difference between the denoiser's output for a batch and for its rows one at a time,
+    on the same inputs, over the run's timesteps: what the model's batched arithmetic alone does.
+    None where the denoiser's call cannot be sliced by row here (--model pipelines)."""
+    from detnoise.demo_model import GlyphDenoiser
+
+    model = _denoiser(pipe)
+    if not isinstance(model, GlyphDenoiser) or noise.shape[0] < 2:
+        return None
+    pipe.scheduler.set_timesteps(steps)
+    sample = noise.to(device)
+    largest = 0.0
+    with torch.no_grad():
+        for timestep in pipe.scheduler.timesteps:
+            batch = model(sample, timestep).sample
+            rows = torch.cat([model(sample[i : i + 1], timestep).sample for i in range(sample.shape[0])])
+            largest = max(largest, _max_difference(batch.cpu(), rows.cpu()))
+    return largest
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors hold the same bytes (so -0.0 differs from 0.0, and equal NaNs match)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a.detach().cpu().contiguous().reshape(-1).view(torch.uint8),
+                       b.detach().cpu().contiguous().reshape(-1).view(torch.uint8))
+
+
+def draws_differing(first: list[torch.Tensor], second: list[torch.Tensor], row: int | None = None) -> int:
+    """How many draws differ between two runs: all rows, or row ``row`` of each draw of ``first``
+    against a single-image run ``second``. Draws present in only one run count as differing."""
+    count = abs(len(first) - len(second))
+    for a, b in zip(first, second):
+        count += not same_bits(a[row : row + 1] if row is not None else a, b)
+    return count
+
+
+def _noise_pixels(noise: torch.Tensor) -> np.ndarray:
+    values = noise.float().cpu().numpy()
+    if values.ndim == 3:
+        values = values[:3] if values.shape[0] >= 3 else np.repeat(values[:1], 3, axis=0)
+        values = values.transpose(1, 2, 0)
+    return np.clip(values / 4 + 0.5, 0, 1)
+
+
+def _difference_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| per pixel on a log scale: black where equal, dark red at 1e-9 up to yellow at 1."""
+    difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).max(axis=-1)
+    level = np.where(difference > 0, np.clip((np.log10(np.maximum(difference, 1e-300)) + 9) / 9, 0.15, 1.0), 0.0)
+    return np.stack([np.minimum(1, level * 2), np.clip(level * 2 - 1, 0, 1), np.zeros_like(level)], axis=-1)
+
+
+def _image_pixels(image: np.ndarray) -> np.ndarray:
+    image = np.clip(image, 0, 1)
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+
+
+def _short(print_: str) -> str:
+    return print_[:12]
+
+
+def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, cpu: Run, gpu: Run | None,
+                  gpu_name: str | None) -> list[list[Panel]]:
+    """The figure's cells, row by row (one row per seed), in the order of COLUMNS."""
+    noise = cpu.draws[0]
+    rows = []
+    for i, _seed in enumerate(seeds):
+        cpu_image = cpu.images[i]
+        row = [
+            Panel(_noise_pixels(default_noise[i]), _short(fingerprint(default_noise[i]))),
+            Panel(_image_pixels(default.images[i]), _short(fingerprint(torch.from_numpy(default.images[i])))),
+        ]
+        noise_caption = _short(fingerprint(noise[i]))
+        if gpu is not None:
+            noise_caption += " =GPU" if same_bits(gpu.draws[0][i], noise[i]) else " !=GPU"
+        row.append(Panel(_noise_pixels(noise[i]), noise_caption))
+        row.append(Panel(_image_pixels(cpu_image), _short(fingerprint(torch.from_numpy(cpu_image)))))
+        if gpu is None:
+            row.append(Panel(None, "", "no GPU here:\nrun detnoise demo\non a GPU machine\nand compare the\nfingerprints"))
+            row.append(Panel(None, "", "needs a GPU"))
+        else:
+            gpu_image = gpu.images[i]
+            row.append(Panel(_image_pixels(gpu_image), _short(fingerprint(torch.from_numpy(gpu_image)))))
+            image_gap = _max_difference(cpu_image, gpu_image)
+            noise_gap = _max_difference(noise[i], gpu.draws[0][i])
+            row.append(Panel(_difference_pixels(cpu_image, gpu_image),
+                             f"noise {noise_gap:.0e} img {image_gap:.0e}" if image_gap or noise_gap else "identical: 0"))
+        rows.append(row)
+    return rows
+
+
+def render_figure(panels: list[list[Panel]], seeds: list[int], title: str, footer: list[str], path: Path,
+                  backend: str = "auto", gpu_name: str | None = None) -> FigureLayout:
+    """Writes the figure with matplotlib when installed (``backend="auto"``), else with Pillow."""
+    if backend == "auto":
+        try:
+            import matplotlib  # noqa: F401
+
+            backend = "matplotlib"
+        except ImportError:
+            backend = "pillow"
+    columns = [c.replace("GPU\n", f"GPU ({gpu_name})\n") if gpu_name else c for c in COLUMNS]
+    draw = _render_matplotlib if backend == "matplotlib" else _render_pillow
+    size = draw(panels, seeds, columns, title, footer, path)
+    return FigureLayout(path, backend, len(panels), len(panels[0]) if panels else 0, size)
+
+
+def _render_matplotlib(panels: list[list[Panel]], seeds: list[int], columns: list[str], title: str,
+                       footer: list[str], path: Path) -> tuple[int, int]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = len(panels), len(columns)
+    footer_inches = 0.2 + 0.17 * len(footer)
+    figure, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows + 0.8 + footer_inches), dpi=100,
+                                squeeze=False)
+    for r, row in enumerate(panels):
+        for c, panel in enumerate(row):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if panel.pixels is not None:
+                axis.imshow(panel.pixels, interpolation="nearest")
+            else:
+                axis.set_facecolor("#eeeeee")
+                axis.text(0.5, 0.5, panel.note, ha="center", va="center", fontsize=7, transform=axis.transAxes)
+            axis.set_xlabel(panel.caption, fontsize=7, family="monospace")
+            if r == 0:
+                axis.set_title(columns[c], fontsize=8)
+            if c == 0:
+                axis.set_ylabel(f"seed {seeds[r]}", fontsize=9)
+    figure.suptitle(title, fontsize=9)
+    figure.text(0.01, 0.01, "\n".join(footer), fontsize=7, family="monospace", va="bottom")
+    figure.tight_layout(rect=(0, footer_inches / figure.get_figheight(), 1, 1))
+    figure.savefig(path)
+    width, height = figure.canvas.get_width_height()
+    plt.close(figure)
+    return width, height
+
+
+def _render_pillow(panels: list[list[Panel]], seeds: list[int], columns: list[str], title: str,
+                   footer: list[str], path: Path) -> tuple[int, int]:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    small = ImageFont.load_default(size=10)
+    cell, gap, left, line = 128, 14, 64, 14
+    top = 24 + 2 * line + 8
+    rows, cols = len(panels), len(columns)
+    width = left + cols * (cell + gap)
+    row_height = cell + line + gap
+    height = top + rows * row_height + 8 + line * len(footer)
+    canvas = Image.new("RGB", (width, height), "white")
+    pen = ImageDraw.Draw(canvas)
+    pen.text((8, 6), title, fill="black", font=font)
+    for c, header in enumerate(columns):
+        for k, text in enumerate(header.split("\n")):
+            pen.text((left + c * (cell + gap), 24 + k * line), text, fill="black", font=small)
+    for r, row in enumerate(panels):
+        y = top + r * row_height
+        pen.text((6, y + cell // 2 - 6), f"seed {seeds[r]}", fill="black", font=font)
+        for c, panel in enumerate(row):
+            x = left + c * (cell + gap)
+            if panel.pixels is not None:
+                pixels = (np.clip(panel.pixels, 0, 1) * 255).round().astype(np.uint8)
+                canvas.paste(Image.fromarray(pixels).resize((cell, cell), Image.NEAREST), (x, y))
+            else:
+                pen.rectangle((x, y, x + cell - 1, y + cell - 1), fill="#eeeeee")
+                pen.multiline_text((x + 6, y + 6), panel.note, fill="black", font=small)
+            pen.text((x, y + cell + 1), panel.caption, fill="black", font=small)
+    y = top + rows * row_height + 4
+    for text in footer:
+        pen.text((8, y), text, fill="black", font=small)
+        y += line
+    canvas.save(path)
+    return canvas.size
+
+
+def timing_lines(devices: list[torch.device], shapes: list[tuple[tuple[int, ...], torch.dtype]],
+                 progress: Callable[[Any], Any]) -> list[str]:
+    """Plain calls of detnoise.randn_tensor against diffusers' default path (CPU generator, then a
+    copy to the device), side by side: medians of 15 repeats with the interquartile range."""
     from diffusers.utils import torch_utils
 
     original = diffusers_integration._patch.original if diffusers_integration._patch else torch_utils.randn_tensor
     lines = []
-    for shape, dtype in (((1, 4, 128, 128), torch.float32), ((1, 4, 128, 128), torch.bfloat16), ((16, 4, 128, 128), torch.bfloat16)):
-        cpu_gens = [torch.Generator().manual_seed(i) for i in range(shape[0])]
-        ours_gens = [torch.Generator(device.type).manual_seed(i) for i in range(shape[0])]
-        theirs = _time_ms(lambda: original(shape, generator=cpu_gens if shape[0] > 1 else cpu_gens[0], device=device, dtype=dtype), device)
-        ours = _time_ms(lambda: detnoise.randn_tensor(shape, generator=ours_gens if shape[0] > 1 else ours_gens[0], device=device, dtype=dtype), device)
+    cases = [(device, shape, dtype) for device in devices for shape, dtype in shapes]
+    for device, shape, dtype in progress(cases):
+        rows = shape[0]
+        cpu_gens = [torch.Generator().manual_seed(i) for i in range(rows)]
+        own_gens = [torch.Generator(device.type).manual_seed(i) for i in range(rows)]
+        pick = (lambda gens: gens if rows > 1 else gens[0])
+        timings = compare({
+            "diffusers": lambda: original(shape, generator=pick(cpu_gens), device=device, dtype=dtype),
+            "detnoise": lambda: detnoise.randn_tensor(shape, generator=pick(own_gens), device=device, dtype=dtype),
+        }, device.type)
+        theirs, ours = timings["diffusers"], timings["detnoise"]
         label = f"{'x'.join(map(str, shape))} {str(dtype)[6:]}"
-        lines.append(f"  {label:22} diffusers default {theirs:8.3f} ms   detnoise {ours:8.3f} ms   ({theirs / ours:5.1f}x)")
+        lines.append(f"  {label:20} on {ours.where():14} diffusers default {theirs.ms():38} "
+                     f"detnoise {ours.ms():38} ({theirs.median_s / ours.median_s:4.1f}x)")
     return lines
 
 
+def _say(flag: bool, yes: str, no: str) -> str:
+    return yes if flag else no
+
+
 def main(args: argparse.Namespace) -> int:
-    try:
-        import diffusers  # noqa: F401
-    except ImportError:
-        print("detnoise demo needs diffusers: pip install 'detnoise[diffusers]'")
-        return 2
-    device = torch.device(args.device) if args.device else _best_device()
+    """Runs the demo; returns 0 when every bit-for-bit claim held, 1 when one did not."""
+    from tqdm.auto import tqdm
+
     seeds = list(range(args.seed, args.seed + args.images))
+    if not seeds:
+        raise ValueError("--images must be at least 1")
+    gpu = gpu_device() if args.device in (None, "cuda") else (torch.device(args.device) if args.device != "cpu" else None)
+    best = gpu or torch.device("cpu")
     if args.model:
         from diffusers import DiffusionPipeline
 
+        from detnoise import demo_model  # noqa: F401 - lets from_pretrained find GlyphDenoiser in a saved demo pipeline
+
         pipe = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
-        source = f"local model {args.model}"
+        source = f"local model {args.model} ({type(pipe).__name__})"
     else:
         pipe = build_offline_pipeline()
-        source = "offline DDPM pipeline (UNet2DModel from config, weights seeded with 0)"
-    pipe.to(device)
-    print(f"detnoise {detnoise.__version__} demo: {source}, {args.steps} steps, seeds {seeds}, device {device}")
-    switches = determinism_status()
-    print("determinism switches: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in switches.items()))
+        model = pipe.unet
+        source = (f"DDPMPipeline + GlyphDenoiser (exact posterior-mean denoiser of {len(model.config.glyphs)} "
+                  f"glyphs drawn with Pillow's font, {model.config.sample_size}x{model.config.sample_size}; no weights)")
+    threads = detnoise.get_num_threads()
+    gpu_name = torch.cuda.get_device_name(gpu) if gpu is not None and gpu.type == "cuda" else (str(gpu) if gpu else None)
+    print(f"detnoise {detnoise.__version__} demo: {source}")
+    print(f"  {args.steps} steps of {type(pipe.scheduler).__name__}, seeds {seeds}, one generator per image; "
+          f"CPU: {threads} threads; GPU: {gpu_name or 'none'}")
 
-    with detnoise.patch_diffusers():
-        generators = [torch.Generator(device.type).manual_seed(s) for s in seeds]
-        print(f"batch of {len(seeds)} with one generator per image:")
-        batch, batch_log = _run(pipe, generators, len(seeds), args.steps, args.prompt, progress=True)
-        initial = batch_log[0][1]
-        for i, seed in enumerate(seeds):
-            print(f"  image {i} seed {seed}: noise {fingerprint(initial[i])[:16]}  image {fingerprint(torch.from_numpy(batch[i]))[:16]}")
-        print("batch invariance (each image again on its own):")
-        all_same = True
-        for i, seed in enumerate(seeds):
-            single, single_log = _run(pipe, torch.Generator(device.type).manual_seed(seed), 1, args.steps, args.prompt, progress=False)
-            same_noise = torch.equal(single_log[0][1][0], initial[i])
-            same_image = np.array_equal(single[0], batch[i])
-            all_same &= same_noise and same_image
-            print(f"  seed {seed}: noise {'identical' if same_noise else 'DIFFERS'}, image {'identical' if same_image else 'differs'}")
-        if device.type == "cuda":
-            cpu_noise = detnoise.randn_tensor(tuple(initial.shape), generator=[torch.Generator().manual_seed(s) for s in seeds])
-            same = fingerprint(cpu_noise) == fingerprint(initial)
-            print(f"CPU vs {torch.cuda.get_device_name(device)}: initial noise {'bit-identical' if same else 'DIFFERS'} "
-                  f"({fingerprint(cpu_noise)[:16]})")
-        else:
-            print("no GPU here: CPU/GPU equality not shown (run `detnoise check` on a GPU machine and compare fingerprints)")
-        print(f"noise timing on {device} (one call, synchronised):")
-        for line in timing_table(device):
+    default = run_pipeline(pipe, "diffusers default", best, seeds, "cpu", args.steps, args.prompt, patched=False)
+    cpu = run_pipeline(pipe, "detnoise on cpu", torch.device("cpu"), seeds, "cpu", args.steps, args.prompt, patched=True)
+    gpu_run = (run_pipeline(pipe, f"detnoise on {gpu.type}", gpu, seeds, gpu.type, args.steps, args.prompt, patched=True)
+               if gpu is not None else None)
+    batch = gpu_run or cpu
+    singles = [run_pipeline(pipe, f"seed {seed} alone", best, [seed], best.type, args.steps, args.prompt, patched=True)
+               for seed in seeds]
+    initial = cpu.draws[0]
+    default_noise = default_path_noise(tuple(initial.shape), seeds, initial.dtype)
+    model_gap = model_batch_difference(pipe, batch.draws[0], best, args.steps)
+
+    print("\nwhat matched, bit for bit:")
+    ok = True
+    bad_seeds = reference_mismatches(initial, seeds)
+    ok &= not bad_seeds
+    print("  " + _say(not bad_seeds, "initial noise of every seed equals the numpy reference of stream v1 (docs/SPEC.md): yes",
+                      f"initial noise DIFFERS from the numpy reference of stream v1 for seeds {bad_seeds}"))
+    draws = len(cpu.draws)
+    if gpu_run is not None:
+        differing = draws_differing(cpu.draws, gpu_run.draws)
+        ok &= differing == 0
+        print("  " + _say(differing == 0, f"CPU vs {gpu_name}: all {draws} noise draws (initial + scheduler) identical: yes",
+                          f"CPU vs {gpu_name}: {differing} of {draws} noise draws DIFFER"))
+        image_gap = _max_difference(cpu.images, gpu_run.images)
+        print("  " + _say(image_gap == 0, f"CPU vs {gpu_name}: images identical: yes",
+                          f"CPU vs {gpu_name}: images differ by at most {image_gap:.2e}"
+                          + (" (the noise was identical; the model's arithmetic on the GPU rounds differently)"
+                             if differing == 0 else " (the noise differed)")))
+    else:
+        print("  CPU vs GPU: not checked, no GPU here (on a GPU machine the same command compares them; "
+              "the fingerprints printed below must match there)")
+    single_failures = [seed for row, (seed, single) in enumerate(zip(seeds, singles))
+                       if draws_differing(batch.draws, single.draws, row)]
+    ok &= not single_failures
+    print("  " + _say(not single_failures,
+                      f"batch invariance: row i of every noise draw equals image i's single run ({len(seeds)} rows x "
+                      f"{len(batch.draws)} draws): yes",
+                      f"batch invariance: the noise of seeds {single_failures} DIFFERS between the batch and single runs"))
+    batch_gap = max(_max_difference(batch.images[i], single.images[0]) for i, single in enumerate(singles))
+    if batch_gap == 0:
+        explanation = "images of the batch equal the single runs: yes"
+        if model_gap == 0:
+            explanation += ("; the denoiser alone also gives the same bits for a batch and for its rows here "
+                            "(checked on the initial noise at every timestep of the run)")
+        elif model_gap is not None:
+            explanation += (f", although the denoiser alone differs by up to {model_gap:.1e} between a batch and "
+                            f"its rows (its batched matrix products round differently): those differences did not "
+                            f"reach the final pixels in this run")
+    elif single_failures:
+        explanation = f"images of the batch differ from the single runs by up to {batch_gap:.2e}: the noise differed"
+    elif model_gap:
+        explanation = (f"images of the batch differ from the single runs by up to {batch_gap:.2e}: the noise was "
+                       f"identical, and the model alone, given the same input as a batch and row by row, already "
+                       f"differs by up to {model_gap:.2e}: its batched arithmetic (matrix products, softmax) rounds "
+                       f"differently, not the noise")
+    else:
+        explanation = (f"images of the batch differ from the single runs by up to {batch_gap:.2e} with identical "
+                       f"noise: the model's batched arithmetic"
+                       + ("" if model_gap is None else " (not reproduced by the denoiser alone: check the scheduler)"))
+    print("  " + explanation)
+    distinct = len({fingerprint(torch.from_numpy(image)) for image in cpu.images})
+    print(f"  {len(seeds)} seeds gave {distinct} different images")
+    same_as_default = same_bits(default_noise, initial)
+    print("  " + _say(same_as_default, "diffusers' default path drew the same noise (unexpected)",
+                      "diffusers' default path (torch CPU generator) draws other numbers: its images are others, "
+                      "and reproducible only by drawing on the CPU and copying"))
+
+    print("\nfingerprints (SHA-256 of the bytes, first 16 hex digits):")
+    for i, seed in enumerate(seeds):
+        line = (f"  seed {seed}: noise {fingerprint(initial[i])[:16]}  image cpu "
+                f"{fingerprint(torch.from_numpy(cpu.images[i]))[:16]}")
+        if gpu_run is not None:
+            line += f"  image {gpu.type} {fingerprint(torch.from_numpy(gpu_run.images[i]))[:16]}"
+        print(line)
+
+    if not args.no_timing:
+        print("\nnoise timing, plain calls (a new tensor each call; randn_tensor has no out=), side by side, "
+              "median of 15 repeats (interquartile range):")
+        devices = [torch.device("cpu")] + ([gpu] if gpu is not None else [])
+        shapes = [((1, 4, 128, 128), torch.float32), ((1, 4, 128, 128), torch.bfloat16),
+                  ((16, 4, 128, 128), torch.bfloat16)]
+        bar = lambda cases: tqdm(cases, desc="timing", leave=False)  # noqa: E731
+        for line in timing_lines(devices, shapes, bar):
             print(line)
-    out = Path(args.out)
-    _grid(batch, out)
-    print(f"wrote {out} ({len(seeds)} images)")
-    return 0 if all_same else 1
+
+    print("\ndeterminism switches (they matter for the model's arithmetic, not for detnoise's noise):")
+    for line in determinism_table():
+        print("  " + line)
+
+    title = (f"detnoise {detnoise.__version__}: {type(pipe).__name__}, {args.steps} steps, one generator per seed"
+             f"{'' if args.model else ', glyph denoiser'}; CPU {threads} threads; GPU: {gpu_name or 'none'}")
+    footer = [
+        "captions: SHA-256 fingerprint (first 12 hex digits) of the noise or image bytes",
+        f"noise = numpy reference of stream v1: {'yes' if not bad_seeds else 'NO'};  batch row = single run: "
+        f"{'yes' if not single_failures else 'NO'}"
+        + (f";  CPU noise = GPU noise: {'yes' if draws_differing(cpu.draws, gpu_run.draws) == 0 else 'NO'}"
+           if gpu_run is not None else ";  CPU vs GPU: no GPU here"),
+        "diffusers' default path uses torch's CPU generator: other numbers, other images",
+    ]
+    panels = figure_panels(seeds, default_noise, default, cpu, gpu_run, gpu_name)
+    layout = render_figure(panels, seeds, "\n".join(textwrap.wrap(title, 110)), footer, Path(args.out),
+                           backend=args.figure, gpu_name=gpu_name)
+    print(f"\nwrote {layout.path}: {layout.rows} seeds x {layout.columns} panels, {layout.size[0]}x{layout.size[1]} "
+          f"pixels ({layout.backend})")
+    print("result: " + _say(ok, "every bit-for-bit check held", "a bit-for-bit check FAILED (see above)"))
+    return 0 if ok else 1

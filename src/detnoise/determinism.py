@@ -32,6 +32,57 @@ def determinism_status() -> dict[str, bool]:
     }
 
 
+def _cuda_capability() -> tuple[int, int] | None:
+    """The first CUDA device's compute capability, or None where torch cannot use a CUDA device."""
+    try:
+        if not torch.cuda.is_available():
+            return None
+        return torch.cuda.get_device_capability(0)
+    except (RuntimeError, AssertionError):
+        return None
+
+
+def determinism_rows() -> list[tuple[str, bool, str, str]]:
+    """(switch, on now, matters here: "yes"/"no"/"little", why) for each switch on this machine.
+
+    Where a switch cannot change anything on this machine (no GPU, no cuDNN, a GPU without TF32),
+    "matters" says "no" and why. detnoise's own noise depends on none of them.
+    """
+    capability = _cuda_capability()
+    status = determinism_status()
+    if capability is None:
+        no_gpu = "no usable CUDA device: cuBLAS and cuDNN do not run"
+        cublas = cudnn = tf32 = ("no", no_gpu)
+        algorithms = ("little", "on the CPU, few torch ops lack a deterministic kernel; it makes those raise")
+    else:
+        cublas = ("yes", "cuBLAS may split reductions differently from run to run without it")
+        cudnn_ok = torch.backends.cudnn.is_available()
+        cudnn = ("yes", "cuDNN may pick a different convolution algorithm per run") if cudnn_ok else (
+            "no", "torch was built without cuDNN")
+        tf32 = (("yes", f"sm_{capability[0]}{capability[1]} has TF32: matmuls and convolutions round to 10 mantissa bits")
+                if capability[0] >= 8 else ("no", f"sm_{capability[0]}{capability[1]} has no TF32 units"))
+        algorithms = ("yes", "some CUDA kernels (scatter, index_add, ...) use atomics; it makes them raise or switch")
+    why = {
+        "CUBLAS_WORKSPACE_CONFIG=:16:8": cublas,
+        "cudnn.benchmark=False": cudnn,
+        "cudnn.deterministic=True": cudnn,
+        "matmul.allow_tf32=False": tf32,
+        "cudnn.allow_tf32=False": tf32 if cudnn[0] == "yes" else cudnn,
+        "use_deterministic_algorithms(True)": algorithms,
+    }
+    return [(name, held, *why[name]) for name, held in status.items()]
+
+
+def determinism_table() -> list[str]:
+    """``determinism_rows()`` as aligned text lines, a header first (what ``detnoise verify``,
+    ``detnoise info`` and ``detnoise demo`` print)."""
+    rows = determinism_rows()
+    width = max(len(name) for name, *_ in rows)
+    lines = [f"{'switch':{width}}  {'on':3}  {'matters here':12}  why"]
+    lines += [f"{name:{width}}  {'yes' if held else 'no':3}  {matters:12}  {why}" for name, held, matters, why in rows]
+    return lines
+
+
 def _snapshot() -> dict[str, Any]:
     return {
         "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG", _UNSET),

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from detnoise import _layout
+from detnoise import _layout, cuda_diagnosis
 
 _STATE_MAGIC = b"DN"
 _STATE_VERSION = 1
@@ -75,7 +75,7 @@ class Generator(torch.Generator):
     """
 
     def __new__(cls, device: str | torch.device = "cpu", seed: int | None = None) -> Generator:
-        return super().__new__(cls, device)
+        return super().__new__(cls, cuda_diagnosis.generator_device(device))  # torch's own error names no fix
 
     def __init__(self, device: str | torch.device = "cpu", seed: int | None = None) -> None:
         self._lock = threading.Lock()

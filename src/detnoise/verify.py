@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from detnoise import _native, reference
-from detnoise.determinism import determinism_status
+from detnoise.determinism import determinism_table
 from detnoise.fingerprint import fingerprint
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -165,8 +165,8 @@ def main(random_draws: int = 36, seed: int | None = None) -> int:
     if not (_native.built_with_cuda() and torch.cuda.is_available()):
         reason = "no CUDA kernels in this build" if not _native.built_with_cuda() else "no CUDA device visible"
         print(f"cpu == cuda: not checked here ({reason})")
-    switches = ", ".join(f"{name} {'yes' if held else 'no'}" for name, held in determinism_status().items())
-    print(f"torch determinism switches (detnoise.enable_full_determinism sets all): {switches}")
+    print("torch determinism switches (detnoise.enable_full_determinism() sets all; detnoise's noise needs none):")
+    print("\n".join("  " + line for line in determinism_table()))
     failed = [c for c in checks if not c.ok]
     print("all checks passed" if not failed else f"{len(failed)} check(s) FAILED: this install does not reproduce stream v1")
     return 1 if failed else 0

@@ -1,0 +1,119 @@
+"""`detnoise demo`: a real diffusers pipeline, a labelled figure, and claims computed from the runs."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from detnoise import _core, cli, demo  # noqa: E402
+from detnoise.demo_model import GLYPHS, GlyphDenoiser, glyph_images  # noqa: E402
+
+_LAYOUT = re.compile(r"wrote (.+): (\d+) seeds x (\d+) panels, (\d+)x(\d+) pixels \((\w+)\)")
+
+
+def _run_demo(capsys, *arguments: str) -> tuple[int, str, str, re.Match]:
+    status = cli.main(["demo", *arguments])
+    captured = capsys.readouterr()
+    layout = _LAYOUT.search(captured.out)
+    assert layout is not None, captured.out
+    return status, captured.out, captured.err, layout
+
+
+def _panels_drawn(path, rows: int, columns: int) -> int:
+    """Counts the Pillow figure's cells that hold a picture or a grey note (not the white page)."""
+    from PIL import Image
+
+    with Image.open(path) as figure:
+        pixels = np.asarray(figure.convert("RGB"))
+    cell, gap, left, top, line = 128, 14, 64, 24 + 2 * 14 + 8, 14
+    drawn = 0
+    for r in range(rows):
+        for c in range(columns):
+            y0, x0 = top + r * (cell + line + gap), left + c * (cell + gap)
+            block = pixels[y0 + 4 : y0 + cell - 4, x0 + 4 : x0 + cell - 4]
+            drawn += bool((block != 255).any())
+    return drawn
+
+
+def test_the_default_demo_writes_the_figure_and_every_check_holds(tmp_path, capsys) -> None:
+    out = tmp_path / "demo.png"
+    status, text, errors, layout = _run_demo(capsys, "--out", str(out), "--figure", "pillow")
+    assert status == 0, text
+    rows, columns, width, height = (int(layout.group(i)) for i in (2, 3, 4, 5))
+    assert (rows, columns) == (4, len(demo.COLUMNS))
+    from PIL import Image
+
+    with Image.open(out) as figure:
+        assert figure.size == (width, height)
+    assert _panels_drawn(out, rows, columns) == rows * columns
+    assert "equals the numpy reference of stream v1 (docs/SPEC.md): yes" in text
+    assert "batch invariance: row i of every noise draw equals image i's single run (4 rows x 25 draws): yes" in text
+    assert "4 seeds gave 4 different images" in text
+    assert "median of 15 repeats" in text and "IQR" in text
+    assert "result: every bit-for-bit check held" in text
+    for phase in ("diffusers default", "detnoise on cpu", "seed 0 alone", "seed 3 alone", "timing"):
+        assert phase in errors, f"no progress bar for {phase}"
+
+
+def test_the_demo_reports_broken_noise(tmp_path, capsys, monkeypatch) -> None:
+    """Break the batched CPU draw (row 0, element 0) and the demo must say what no longer matches."""
+    original = _core.fill_cpu_rows
+
+    def broken(kind, dtype, out, row_elements, seeds, *rest):
+        original(kind, dtype, out, row_elements, seeds, *rest)
+        if dtype == 1 and len(seeds) > 1:  # float32 batches only: single runs stay right
+            cell = ctypes.c_float.from_address(out)
+            cell.value += 1.0
+
+    monkeypatch.setattr(_core, "fill_cpu_rows", broken)
+    status, text, _, _ = _run_demo(capsys, "--images", "2", "--steps", "3", "--no-timing", "--figure", "pillow",
+                                   "--out", str(tmp_path / "broken.png"))
+    assert status == 1
+    assert "initial noise DIFFERS from the numpy reference of stream v1 for seeds [0]" in text
+    assert "batch invariance: the noise of seeds [0] DIFFERS between the batch and single runs" in text
+    assert "a bit-for-bit check FAILED" in text
+
+
+def test_the_gpu_column_compares_devices(tmp_path, capsys, monkeypatch) -> None:
+    """Without a GPU, a second CPU run stands in for one: the comparison code runs and finds equality."""
+    if demo.gpu_device() is None:
+        monkeypatch.setattr(demo, "gpu_device", lambda: torch.device("cpu"))
+    status, text, _, layout = _run_demo(capsys, "--images", "2", "--steps", "3", "--no-timing",
+                                        "--out", str(tmp_path / "devices.png"))
+    assert status == 0, text
+    assert re.search(r"CPU vs .+: all 3 noise draws \(initial \+ scheduler\) identical: yes", text)
+    assert int(layout.group(3)) == len(demo.COLUMNS)
+
+
+def test_a_local_model_directory_runs(tmp_path, capsys) -> None:
+    saved = tmp_path / "glyph-pipeline"
+    demo.build_offline_pipeline(sample_size=16).save_pretrained(saved)
+    status, text, _, _ = _run_demo(capsys, "--model", str(saved), "--images", "2", "--steps", "2", "--no-timing",
+                                   "--figure", "pillow", "--out", str(tmp_path / "local.png"))
+    assert status == 0, text
+    assert f"local model {saved}" in text
+
+
+def test_glyph_denoiser_recovers_a_training_image_from_light_noise() -> None:
+    model = GlyphDenoiser(sample_size=16)
+    images = glyph_images(GLYPHS, 16)
+    assert images.shape == (len(GLYPHS), 3, 16, 16) and images.min() >= -1 and images.max() <= 1
+    timestep = 50
+    alpha = model.alphas_cumprod[timestep]
+    noise = torch.randn(images[:3].shape, generator=torch.Generator().manual_seed(0))
+    noisy = alpha.sqrt() * images[:3] + (1 - alpha).sqrt() * noise
+    predicted = model(noisy, torch.tensor(timestep)).sample
+    clean = (noisy - (1 - alpha).sqrt() * predicted) / alpha.sqrt()
+    torch.testing.assert_close(clean, images[:3], atol=1e-4, rtol=0)
+
+
+def test_same_bits_tells_negative_zero_apart() -> None:
+    assert demo.same_bits(torch.tensor([0.0]), torch.tensor([0.0]))
+    assert not demo.same_bits(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert not demo.same_bits(torch.tensor([1.0]), torch.tensor([1.0], dtype=torch.float64))
