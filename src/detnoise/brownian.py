@@ -25,7 +25,7 @@ from typing import Any, Callable, Union
 
 import torch
 
-from detnoise import _layout, _native
+from detnoise import _layout, _native, _resolve
 from detnoise.functional import _parse_size
 
 __all__ = ["BrownianTree", "BatchedBrownianTree", "BrownianTreeNoiseSampler"]
@@ -49,20 +49,15 @@ def _seed_from(generator: torch.Generator | None, seed: int | None) -> int:
     """The tree seed S (SPEC §9.5) for one row: ``seed`` mod 2^64 if given, else one block of
     ``generator``'s stream (torch's default generator for None) read as w0 | w1 << 32.
 
-    The single place where a Brownian tree touches a generator, so that it follows the same
-    generator rules as every other draw: a detnoise.Generator gives its next block (its offset
-    advances by 1); a torch.Generator is read as detnoise stream (initial_seed(), 0) continued where
-    detnoise last left it (Note [Adopted torch generators] in detnoise.diffusers_integration).
+    The single place where a Brownian tree touches a generator: it takes its block from the
+    generator resolver (:func:`detnoise._resolve.reserve`, Note [Torch generator positions]), so
+    it follows the same generator rules as every other draw: a detnoise.Generator gives its next
+    block (its offset advances by 1); a torch.Generator's position is a function of its torch state.
     """
     if seed is not None:
         return _layout.normalize_seed(seed)
-    from detnoise.diffusers_integration import _Reservation  # the generator resolver of today
-
-    source = torch.default_generator if generator is None else generator
-    if not isinstance(source, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or detnoise.Generator, got {type(source).__name__}")
-    reservation = _Reservation(source, 1)
-    stream, offset = reservation.stream, reservation.offset
+    reservation = _resolve.reserve(generator, 1, default=torch.default_generator)
+    stream, offset = reservation.stream, reservation.start
     counter = (offset & 0xFFFFFFFF, offset >> 32, stream & 0xFFFFFFFF, stream >> 32)
     words = _native.philox4x32_10(counter, (reservation.seed & 0xFFFFFFFF, reservation.seed >> 32))
     return words[0] | (words[1] << 32)
