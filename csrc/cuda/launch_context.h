@@ -19,7 +19,13 @@ namespace detnoise {
 // The cudaError_t values this file tells apart (stable parts of the runtime ABI).
 namespace cuda_status {
 constexpr int kSuccess = 0;
+constexpr int kInitializationError = 3;
+constexpr int kStubLibrary = 34;
 constexpr int kInsufficientDriver = 35;
+constexpr int kNoDevice = 100;
+constexpr int kSystemNotReady = 802;
+constexpr int kSystemDriverMismatch = 803;
+constexpr int kCompatNotSupportedOnDevice = 804;
 constexpr int kInvalidDeviceFunction = 98;
 constexpr int kNoKernelImageForDevice = 209;
 constexpr int kUnsupportedPtxVersion = 222;
@@ -69,6 +75,14 @@ inline bool driver_too_old(int driver_version, int runtime_version) {
   return driver_version > 0 && driver_version / 1000 < runtime_version / 1000;
 }
 
+// Errors of CUDA's setup (no driver, too old a driver, no device): they too come back on every
+// call, but they are not a broken context, and their message must name the setup's fix.
+inline bool is_setup_cuda_error(int status) {
+  using namespace cuda_status;
+  return status == kInitializationError || status == kStubLibrary || status == kInsufficientDriver ||
+         status == kNoDevice || (status >= kSystemNotReady && status <= kCompatNotSupportedOnDevice);
+}
+
 template <typename Api>
 class BasicLaunchContext {
  public:
@@ -80,7 +94,7 @@ class BasicLaunchContext {
     // taken off: it is still there when asked again, and nothing can run.
     const int pending = Api::get_last_error();
     if (pending != cuda_status::kSuccess && (is_sticky_cuda_error(pending) || Api::peek_at_last_error() == pending)) {
-      error_ = sticky_message(pending);
+      error_ = classify(pending);
       return;
     }
     int status = Api::get_device(&previous_);
@@ -117,7 +131,7 @@ class BasicLaunchContext {
   std::string check_launch() const {
     const int status = Api::get_last_error();
     if (status == cuda_status::kSuccess) return {};
-    if (is_sticky_cuda_error(status) || Api::peek_at_last_error() == status) return sticky_message(status);
+    if (is_sticky_cuda_error(status) || Api::peek_at_last_error() == status) return classify(status);
     return describe(status);
   }
 
@@ -138,6 +152,11 @@ class BasicLaunchContext {
     return status;
   }
 
+  // An error that survives being cleared: CUDA's setup failing, or a dead context.
+  std::string classify(int status) const {
+    return is_setup_cuda_error(status) ? describe(status) : sticky_message(status);
+  }
+
   std::string sticky_message(int status) const {
     return Api::error_text(status) +
            " (a sticky error: the CUDA context of this process was already broken by an earlier kernel fault, "
@@ -156,7 +175,8 @@ class BasicLaunchContext {
              "); it was built for CUDA architectures " + Api::built_architectures() + ". Reinstall: " +
              kReinstallCommand;
     }
-    if (status == kInsufficientDriver || status == kUnsupportedPtxVersion) {
+    if (status == kInsufficientDriver || status == kUnsupportedPtxVersion || status == kSystemDriverMismatch ||
+        status == kCompatNotSupportedOnDevice) {
       return text + ": " + driver_advice(Api::driver_version(), Api::runtime_version());
     }
     return text;

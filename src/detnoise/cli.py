@@ -169,7 +169,7 @@ def _command_patch_report(args: argparse.Namespace) -> int:
     # every diffusers module instead (patch_report(all=True)), imported or not.
     names = [module.name for module in pkgutil.walk_packages(importlib.import_module("diffusers.schedulers").__path__,
                                                              "diffusers.schedulers.")]
-    for name in _progress(names, "loading diffusers schedulers"):
+    for name in _progress(names, "loading diffusers modules"):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - optional dependencies of single schedulers

@@ -474,6 +474,17 @@ int run_context() {
     expect(MockApi::pending == 0, "a failed context leaves no error pending for the next caller");
   }
   expect(MockApi::set_device_calls == std::vector<int>{1}, "a failed switch is not undone");
+  // A driver too old for the runtime fails CUDA's setup, which then fails every call: that is not a
+  // dead context, and the message must still be the driver's fix.
+  MockApi::reset();
+  MockApi::driver = 12080;
+  MockApi::pending = kInsufficientDriver;
+  MockApi::pending_is_sticky = true;
+  {
+    MockContext context(0, 0);
+    expect(contains(context.error(), "update the NVIDIA driver") && !contains(context.error(), "sticky"),
+           "a persistent setup error is not called a kernel fault: " + context.error());
+  }
   expect(detnoise::driver_too_old(12080, 13000) && !detnoise::driver_too_old(13000, 13000) &&
              !detnoise::driver_too_old(13020, 13000) && !detnoise::driver_too_old(0, 13000),
          "driver rule: same major version or newer; 0 = no driver");
