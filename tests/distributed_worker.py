@@ -7,7 +7,10 @@ import sys
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.tensor import Replicate, Shard
+try:
+    from torch.distributed.tensor import Replicate, Shard
+except ImportError:  # torch 2.4: the same classes, not yet public
+    from torch.distributed._tensor import Replicate, Shard
 
 import detnoise
 import detnoise.distributed

@@ -31,10 +31,25 @@ from detnoise.generator import Generator
 from detnoise.slicing import randn_slice, rand_slice
 
 
-def _local_box(global_shape: tuple[int, ...], device_mesh, placements) -> tuple[slice, ...]:
-    from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+def _dtensor_api():
+    """torch's DTensor module and its local-shape helper, imported when first used (they are heavy).
 
+    They are public as torch.distributed.tensor from torch 2.5; torch 2.4 has the same classes and
+    helper under torch.distributed._tensor."""
+    try:
+        import torch.distributed.tensor as api
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+        api.DTensor  # noqa: B018 - torch 2.4 has the package without the DTensor names
+    except (ImportError, AttributeError):
+        import torch.distributed._tensor as api
+        from torch.distributed._tensor._utils import compute_local_shape_and_global_offset
+    return api, compute_local_shape_and_global_offset
+
+
+def _local_box(global_shape: tuple[int, ...], device_mesh, placements) -> tuple[slice, ...]:
+    api, compute_local_shape_and_global_offset = _dtensor_api()
+    Replicate, Shard = api.Replicate, api.Shard
     for placement in placements:
         if not isinstance(placement, (Shard, Replicate)):
             raise ValueError(f"detnoise.distributed draws Shard(d) and Replicate() placements, got {placement}")
@@ -43,8 +58,7 @@ def _local_box(global_shape: tuple[int, ...], device_mesh, placements) -> tuple[
 
 
 def _dtensor(kind, global_shape, generator, device_mesh, placements, dtype):
-    from torch.distributed.tensor import DTensor
-
+    DTensor = _dtensor_api()[0].DTensor
     shape = tuple(int(dim) for dim in global_shape)
     placements = tuple(placements)
     if len(placements) != device_mesh.ndim:
