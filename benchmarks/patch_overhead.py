@@ -78,8 +78,8 @@ def tiny_sd():
     embeds = torch.rand(1, 4, 16, generator=torch.Generator().manual_seed(0))
 
     def call() -> None:
-        pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=32, width=32,
-             num_inference_steps=10, output_type="np", generator=torch.Generator().manual_seed(1))
+        pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=16, width=16,
+             num_inference_steps=4, output_type="np", generator=torch.Generator().manual_seed(1))
 
     return call
 
@@ -93,7 +93,7 @@ def main() -> None:
         "torch.add (16 floats)": (lambda: torch.add(a, b), 2000),
         "a * b + a (16 floats)": (lambda: a * b + a, 2000),
         "torch.randn(16)": (lambda: torch.randn(16), 2000),
-        "tiny SD call (10 steps, 32x32)": (tiny_sd(), 1),
+        "tiny SD call (4 steps, 16x16)": (tiny_sd(), 1),
     }
     table = mode_table()
     results = {}
