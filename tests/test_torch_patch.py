@@ -255,3 +255,15 @@ def test_detnoise_fills_share_the_definitions(dtype) -> None:
     assert_bits_equal(y, t(reference.uniform_range(5, name, SEED, low=-1.0, high=3.0)))
     with detnoise.patch_torch():
         assert_bits_equal(torch.empty(5, dtype=dtype).normal_(1.5, 2.0, generator=gen()), x)
+
+
+def test_spec_section_10_vectors() -> None:
+    # docs/SPEC.md §10.10, through the patched torch functions (seed 0).
+    hexes = lambda values: [float(v).hex() for v in values]  # noqa: E731
+    with detnoise.patch_torch():
+        assert torch.randint(10, (6,), generator=gen(0)).tolist() == [8, 6, 3, 0, 3, 2]
+        assert torch.randperm(8, generator=gen(0)).tolist() == [3, 5, 4, 2, 6, 7, 1, 0]
+        assert hexes(torch.empty(4).exponential_(generator=gen(0))) == hexes(
+            [float.fromhex(h) for h in ("0x1.d65ce0p-1", "0x1.3a480cp-2", "0x1.cd3b42p-6", "0x1.7626ecp-2")])
+        assert torch.bernoulli(torch.full((8,), 0.5), generator=gen(0)).tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+        assert torch.multinomial(torch.tensor([0.1, 0.2, 0.3, 0.4]), 2, generator=gen(0)).tolist() == [0, 3]

@@ -32,6 +32,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from detnoise import _layout
@@ -121,7 +122,7 @@ def reserve(generator: Any, blocks: int, *, default: Any = None) -> Reservation:
     def undo() -> None:
         with _lock:
             if access.key(access.read(generator)) == key:
-                access.write(generator, state)
+                access.restore(generator, state)
 
     return Reservation(seed, stream, start, blocks, undo)
 
@@ -189,6 +190,10 @@ class _StateAccess:
     def write(self, generator: Any, state: Any) -> None:
         raise NotImplementedError
 
+    def restore(self, generator: Any, state: Any) -> None:
+        """Puts back a state returned by ``read`` (after ``tagged`` was made from it)."""
+        self.write(generator, state)
+
     def key(self, state: Any) -> Any:
         raise NotImplementedError
 
@@ -203,34 +208,40 @@ class _StateAccess:
 
 
 class _CpuAccess(_StateAccess):
-    """A CPU generator: the state as its 5056 bytes (a Python bytes object, compared and hashed
-    in well under a microsecond; torch.equal on the tensor costs about 8 us)."""
+    """A CPU generator: the state as (tensor, its 5056 bytes, a numpy view of the tensor). Bytes compare and hash in well under
+    a microsecond (torch.equal on the tensor costs about 8 us); the tag is XORed into the tensor
+    that get_state() returned, which then goes back through set_state() without another copy."""
 
-    def read(self, generator: Any) -> bytes:
-        return generator.get_state().numpy().tobytes()
+    def read(self, generator: Any) -> tuple[torch.Tensor, bytes, np.ndarray]:
+        state = generator.get_state()
+        array = state.numpy()  # tensor.numpy() costs ~4 us: once per state
+        return state, array.tobytes(), array
 
-    def write(self, generator: Any, state: bytes) -> None:
-        generator.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+    def write(self, generator: Any, state: tuple[torch.Tensor, bytes, np.ndarray]) -> None:
+        generator.set_state(state[0])
 
-    def key(self, state: bytes) -> Any:
+    def restore(self, generator: Any, state: tuple[torch.Tensor, bytes, np.ndarray]) -> None:
+        generator.set_state(torch.frombuffer(bytearray(state[1]), dtype=torch.uint8))  # state[0] was tagged
+
+    def key(self, state: tuple[torch.Tensor, bytes, np.ndarray]) -> Any:
         # Process-wide table only: Python's (salted) bytes hash is a fine digest here.
-        return ("cpu", hash(state), len(state))
+        return ("cpu", hash(state[1]), len(state[1]))
 
-    def as_bytes(self, state: bytes) -> bytes:
-        return state
+    def as_bytes(self, state: tuple[torch.Tensor, bytes, np.ndarray]) -> bytes:
+        return state[1]
 
-    def tagged(self, state: bytes, tag: int) -> bytes:
-        if len(state) != _CPU_STATE_SIZE:  # an unknown layout: move the state the way torch would
-            return _GenericAccess.nudged_cpu_bytes(state, tag)
-        words = bytearray(state)
-        at = _CPU_WORDS_BYTE
-        word0 = int.from_bytes(words[at : at + 4], "little") ^ (tag & 0xFFFFFFFF)
-        word1 = int.from_bytes(words[at + 8 : at + 12], "little") ^ (tag >> 32)
-        words[at : at + 4] = word0.to_bytes(4, "little")
-        words[at + 8 : at + 12] = word1.to_bytes(4, "little")
-        return bytes(words)
+    def tagged(self, state: tuple[torch.Tensor, bytes, np.ndarray], tag: int) -> tuple[torch.Tensor, bytes, np.ndarray]:
+        tensor, array = state[0], state[2]
+        if len(state[1]) != _CPU_STATE_SIZE:  # an unknown layout
+            tensor = torch.frombuffer(bytearray(_GenericAccess.nudged_cpu_bytes(state[1], tag)), dtype=torch.uint8)
+            array = tensor.numpy()
+            return tensor, array.tobytes(), array
+        words = array.view(np.uint32)  # little-endian: word 6 is bytes 24-27, word 8 bytes 32-35
+        words[_CPU_WORDS_BYTE // 4] ^= tag & 0xFFFFFFFF
+        words[_CPU_WORDS_BYTE // 4 + 2] ^= tag >> 32
+        return tensor, array.tobytes(), array
 
-    def is_fresh(self, generator: Any, state: bytes, seed: int) -> bool:
+    def is_fresh(self, generator: Any, state: tuple[torch.Tensor, bytes, np.ndarray], seed: int) -> bool:
         fresh = _fresh_cpu.get(seed)
         if fresh is None:
             twin = torch.Generator()
@@ -239,7 +250,7 @@ class _CpuAccess(_StateAccess):
             _fresh_cpu[seed] = fresh
             if len(_fresh_cpu) > _FRESH_CACHE_SIZE:
                 _fresh_cpu.popitem(last=False)
-        return state == fresh
+        return state[1] == fresh
 
 
 class _CudaAccess(_StateAccess):
