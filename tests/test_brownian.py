@@ -310,3 +310,12 @@ def test_check_can_fail_if_the_kernel_used_a_different_node() -> None:
     other = detnoise.BrownianTree(0.0, 1.0, (8,), seed=1 ^ 1, tol=0.1)(0.2, 0.7)
     assert np.all(raw_bits(other) != raw_bits(ref))
     assert reference.normal(4, "float32", 1).tolist() != reference.normal(4, "float32", 1 ^ reference_brownian.TREE_KEY_TWEAK).tolist()
+
+
+def test_cli_sde_prints_the_fingerprint_of_a_tree_increment(capsys) -> None:
+    from detnoise import cli
+    from detnoise.fingerprint import fingerprint
+
+    assert cli.main(["sde", "--seed", "3", "--shape", "2,3", "--s", "1.0", "--t", "2.0"]) == 0
+    expected = fingerprint(detnoise.BrownianTree(0.0292, 14.6146, (2, 3), seed=3, tol=1e-6)(1.0, 2.0))
+    assert expected in capsys.readouterr().out
