@@ -332,7 +332,7 @@ def patch_diffusers() -> DiffusersPatch:
                 module.randn_tensor = randn_tensor
                 patch.rebound.append(name)
         from detnoise import brownian  # SDE schedulers' Brownian tree (issue 11)
-        patch.rebound += brownian.patch_scheduler()
+        brownian.patch_scheduler()
         _patch = patch
         return patch
 
