@@ -129,6 +129,18 @@ def test_same_query_after_different_histories_gives_identical_bits() -> None:
         assert_bits_equal(tree(2.5, 7.25), fresh, "repeated (cached points)")
 
 
+def test_threads_sharing_one_tree_get_the_values_of_fresh_trees() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [(i / 20, (i + 3) / 20) for i in range(16)]
+    expected = [detnoise.BrownianTree(0.0, 1.0, (3000,), seed=4, tol=1e-4)(s, t) for s, t in queries]
+    shared = detnoise.BrownianTree(0.0, 1.0, (3000,), seed=4, tol=1e-4)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda q: shared(*q), queries * 3))
+    for index, values in enumerate(results):
+        assert_bits_equal(values, expected[index % len(queries)], f"query {index}")
+
+
 def test_reversed_query_is_the_exact_negation_and_equal_times_give_zeros() -> None:
     tree = detnoise.BrownianTree(0.0, 1.0, (100,), seed=1)
     assert torch.equal(tree(0.2, 0.6), -tree(0.6, 0.2))

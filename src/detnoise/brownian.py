@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from types import ModuleType
@@ -169,7 +170,8 @@ class BrownianTree:
         self.batched = isinstance(seed, (list, tuple)) or isinstance(generator, (list, tuple))
         self._numel = math.prod(shape)
         self._row_elements = self._numel // len(self.seeds) if self.seeds else 0
-        self._points: OrderedDict[float, torch.Tensor] = OrderedDict()
+        self._points: OrderedDict[float, tuple[torch.Tensor, int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _resolve_seeds(self, generator: GeneratorArg, seed: SeedArg) -> list[int]:
         if generator is not None and seed is not None:
@@ -194,21 +196,23 @@ class BrownianTree:
             raise ValueError(f"BrownianTree: {what}={t} is outside [t0, t1] = [{self.t0}, {self.t1}]")
         return (t - self.t0) / self.length  # SPEC §9.1: two float64 roundings
 
-    def _point(self, u: float) -> tuple[tuple[int, int, float, int, int], torch.Tensor | None]:
-        """(mode, leaf, beta, known address, save address) for the kernel, and a buffer to keep."""
+    def _point(self, u: float, stream: int) -> tuple[tuple[int, int, float, int, int], torch.Tensor | None, bool]:
+        """(mode, leaf, beta, known address, save address) for the kernel, the buffer the kernel reads
+        or writes (held by the caller until the call returns), and whether that buffer is new."""
         if u == 0.0:
-            return (_ZERO, 0, 0.0, 0, 0), None
-        known = self._points.get(u)
-        if known is not None:
+            return (_ZERO, 0, 0.0, 0, 0), None, False
+        cached = self._points.get(u)
+        # A CUDA buffer is reused only on the stream that wrote it: no cross-stream ordering needed.
+        if cached is not None and cached[1] == stream:
             self._points.move_to_end(u)
-            return (_KNOWN, 0, 0.0, known.data_ptr(), 0), None
+            return (_KNOWN, 0, 0.0, cached[0].data_ptr(), 0), cached[0], False
         save = torch.empty(self._numel, dtype=self._compute_dtype, device=self._kernel_device)
         if u == 1.0:
-            return (_END, 0, 0.0, 0, save.data_ptr()), save
+            return (_END, 0, 0.0, 0, save.data_ptr()), save, True
         scale = 1 << self.depth
         leaf = int(u * scale)  # exact: scaling by a power of two, then floor
         beta = (u - leaf / scale) * scale  # SPEC §9.4: both steps exact
-        return (_DESCEND, leaf, beta, 0, save.data_ptr()), save
+        return (_DESCEND, leaf, beta, 0, save.data_ptr()), save, True
 
     @property
     def _kernel_device(self) -> torch.device:
@@ -224,20 +228,26 @@ class BrownianTree:
             return out if device == self.device else out.to(self.device)
         if u_s == u_t:
             return out.zero_() if device == self.device else out.zero_().to(self.device)
-        point_s, keep_s = self._point(u_s)
-        point_t, keep_t = self._point(u_t)
+        index = 0
+        stream = 0
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            stream = _native._raw_stream(index)
+        with self._lock:  # the cache is shared by every thread querying this tree
+            point_s, buffer_s, new_s = self._point(u_s, stream)
+            point_t, buffer_t, new_t = self._point(u_t, stream)
         args = (_native.dtype_code(self.dtype), out.data_ptr(), self._row_elements, self.seeds, self.depth,
                 self._sigma_end, self._sigma, [point_s, point_t])
         if device.type == "cpu":
             _native._core.brownian_cpu(*args, _native.get_num_threads(), _native._CPU_PATH_CODES[_native.get_cpu_path()])
         else:
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            _native._core.brownian_cuda(*args, index, _native._raw_stream(index))
-        for u, kept in ((u_s, keep_s), (u_t, keep_t)):
-            if kept is not None:
-                self._points[u] = kept
-        while len(self._points) > _CACHED_POINTS:
-            self._points.popitem(last=False)
+            _native._core.brownian_cuda(*args, index, stream)
+        with self._lock:
+            for u, buffer, new in ((u_s, buffer_s, new_s), (u_t, buffer_t, new_t)):
+                if new:
+                    self._points[u] = (buffer, stream)
+            while len(self._points) > _CACHED_POINTS:
+                self._points.popitem(last=False)
         return out if device == self.device else out.to(self.device)
 
     def __repr__(self) -> str:
