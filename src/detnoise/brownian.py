@@ -46,27 +46,41 @@ SeedArg = Union[int, Sequence[int], None]
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
-def _seed_from(generator: torch.Generator | None, seed: int | None) -> int:
-    """The tree seed S (SPEC §9.5) for one row: ``seed`` mod 2^64 if given, else one block of
-    ``generator``'s stream (torch's default generator for None) read as w0 | w1 << 32.
+def _seed_from(generator: GeneratorArg, seed: int | None) -> list[int]:
+    """Tree seeds S (SPEC §9.5): ``[seed mod 2^64]`` if ``seed`` is given, else one per generator
+    (a single one, a list, or torch's default generator for None), each one block of that
+    generator's stream read as w0 | w1 << 32.
 
-    The single place where a Brownian tree touches a generator, so that it follows the same
-    generator rules as every other draw: a detnoise.Generator gives its next block (its offset
-    advances by 1); a torch.Generator is read as detnoise stream (initial_seed(), 0) continued where
-    detnoise last left it (Note [Adopted torch generators] in detnoise.diffusers_integration).
+    The single place where a Brownian tree touches generators, so that it follows the same rules as
+    every other draw: a detnoise.Generator gives its next block (its offset advances by 1); a
+    torch.Generator is read as detnoise stream (initial_seed(), 0) continued where detnoise last
+    left it (Note [Adopted torch generators] in detnoise.diffusers_integration). If any generator
+    fails, the ones already used are given back.
     """
     if seed is not None:
-        return _layout.normalize_seed(seed)
+        return [_layout.normalize_seed(seed)]
     from detnoise.diffusers_integration import _Reservation  # the generator resolver of today
 
-    source = torch.default_generator if generator is None else generator
-    if not isinstance(source, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or detnoise.Generator, got {type(source).__name__}")
-    reservation = _Reservation(source, 1)
-    stream, offset = reservation.stream, reservation.offset
-    counter = (offset & 0xFFFFFFFF, offset >> 32, stream & 0xFFFFFFFF, stream >> 32)
-    words = _native.philox4x32_10(counter, (reservation.seed & 0xFFFFFFFF, reservation.seed >> 32))
-    return words[0] | (words[1] << 32)
+    sources = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+    sources = [torch.default_generator if item is None else item for item in sources]
+    for item in sources:
+        if not isinstance(item, torch.Generator):
+            raise TypeError(f"generators must be torch.Generator or detnoise.Generator objects, got {type(item).__name__}")
+    reservations: list[_Reservation] = []
+    try:
+        for item in sources:
+            reservations.append(_Reservation(item, 1))
+    except BaseException:
+        for reservation in reversed(reservations):
+            reservation.undo()
+        raise
+    seeds = []
+    for reservation in reservations:
+        stream, offset, key = reservation.stream, reservation.offset, reservation.seed
+        words = _native.philox4x32_10((offset & 0xFFFFFFFF, offset >> 32, stream & 0xFFFFFFFF, stream >> 32),
+                                      (key & 0xFFFFFFFF, key >> 32))
+        seeds.append(words[0] | (words[1] << 32))
+    return seeds
 
 
 def _time(value: TimeArg, what: str) -> float:
@@ -178,7 +192,7 @@ class BrownianTree:
             raise ValueError("BrownianTree: pass generator= or seed=, not both")
         rows_given = seed if isinstance(seed, (list, tuple)) else generator if isinstance(generator, (list, tuple)) else None
         if rows_given is None:
-            return [_seed_from(generator, seed)]  # type: ignore[arg-type]
+            return _seed_from(generator, seed)  # type: ignore[arg-type]
         if len(self.shape) == 0 or self.shape[0] != len(rows_given):
             raise ValueError(
                 f"BrownianTree: {len(rows_given)} seeds or generators for shape {list(self.shape)}; a batched tree "
@@ -186,10 +200,7 @@ class BrownianTree:
             )
         if isinstance(seed, (list, tuple)):
             return [_layout.normalize_seed(item) for item in seed]
-        for item in rows_given:
-            if not isinstance(item, torch.Generator):
-                raise TypeError(f"BrownianTree: generators must be torch.Generator objects, got {type(item).__name__}")
-        return [_seed_from(item, None) for item in rows_given]
+        return _seed_from(list(rows_given), None)
 
     def _unit_time(self, t: float, what: str) -> float:
         if not self.t0 <= t <= self.t1:
@@ -274,7 +285,7 @@ class BatchedBrownianTree:
         t0, t1, self.sign = self.sort(_time(t0, "t0"), _time(t1, "t1"))
         w0 = kwargs.get("w0", torch.zeros_like(x))
         if seed is None:
-            seed = _seed_from(None, None)
+            seed = _seed_from(None, None)[0]
         self.batched = True
         try:
             assert len(seed) == x.shape[0]  # type: ignore[arg-type]  # diffusers' own check, same error
