@@ -18,9 +18,9 @@ from conftest import DTYPES, assert_bits_equal, raw_bits
 scipy_stats = pytest.importorskip("scipy.stats")
 
 
-@pytest.fixture(params=["scalar", "auto"])
+@pytest.fixture(params=["scalar", "baseline", "auto"])
 def cpu_path(request):
-    """The scalar path runs the CUDA kernel's per-thread body on the host; auto the chunked fill."""
+    """The scalar path runs the CUDA kernel's per-thread body on the host; the others the chunked fill."""
     previous = detnoise.get_cpu_path()
     detnoise.set_cpu_path(request.param)
     yield request.param
