@@ -18,9 +18,9 @@ from conftest import DTYPES, assert_bits_equal, raw_bits
 scipy_stats = pytest.importorskip("scipy.stats")
 
 
-@pytest.fixture(params=["scalar", "auto"])
+@pytest.fixture(params=["scalar", "baseline", "auto"])
 def cpu_path(request):
-    """The scalar path runs the CUDA kernel's per-thread body on the host; auto the chunked fill."""
+    """The scalar path runs the CUDA kernel's per-thread body on the host; the others the chunked fill."""
     previous = detnoise.get_cpu_path()
     detnoise.set_cpu_path(request.param)
     yield request.param
@@ -127,6 +127,18 @@ def test_same_query_after_different_histories_gives_identical_bits() -> None:
             tree(rng.uniform(0, 10), rng.uniform(0, 10))
         assert_bits_equal(tree(2.5, 7.25), fresh, "after history")
         assert_bits_equal(tree(2.5, 7.25), fresh, "repeated (cached points)")
+
+
+def test_threads_sharing_one_tree_get_the_values_of_fresh_trees() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [(i / 20, (i + 3) / 20) for i in range(16)]
+    expected = [detnoise.BrownianTree(0.0, 1.0, (3000,), seed=4, tol=1e-4)(s, t) for s, t in queries]
+    shared = detnoise.BrownianTree(0.0, 1.0, (3000,), seed=4, tol=1e-4)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda q: shared(*q), queries * 3))
+    for index, values in enumerate(results):
+        assert_bits_equal(values, expected[index % len(queries)], f"query {index}")
 
 
 def test_reversed_query_is_the_exact_negation_and_equal_times_give_zeros() -> None:
@@ -310,3 +322,12 @@ def test_check_can_fail_if_the_kernel_used_a_different_node() -> None:
     other = detnoise.BrownianTree(0.0, 1.0, (8,), seed=1 ^ 1, tol=0.1)(0.2, 0.7)
     assert np.all(raw_bits(other) != raw_bits(ref))
     assert reference.normal(4, "float32", 1).tolist() != reference.normal(4, "float32", 1 ^ reference_brownian.TREE_KEY_TWEAK).tolist()
+
+
+def test_cli_sde_prints_the_fingerprint_of_a_tree_increment(capsys) -> None:
+    from detnoise import cli
+    from detnoise.fingerprint import fingerprint
+
+    assert cli.main(["sde", "--seed", "3", "--shape", "2,3", "--s", "1.0", "--t", "2.0"]) == 0
+    expected = fingerprint(detnoise.BrownianTree(0.0292, 14.6146, (2, 3), seed=3, tol=1e-6)(1.0, 2.0))
+    assert expected in capsys.readouterr().out

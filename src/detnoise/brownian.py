@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from types import ModuleType
@@ -45,22 +46,39 @@ SeedArg = Union[int, Sequence[int], None]
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
-def _seed_from(generator: torch.Generator | None, seed: int | None) -> int:
-    """The tree seed S (SPEC §9.5) for one row: ``seed`` mod 2^64 if given, else one block of
-    ``generator``'s stream (torch's default generator for None) read as w0 | w1 << 32.
+def _seed_from(generator: GeneratorArg, seed: int | None) -> list[int]:
+    """Tree seeds S (SPEC §9.5): ``[seed mod 2^64]`` if ``seed`` is given, else one per generator
+    (a single one, a list, or torch's default generator for None), each one block of that
+    generator's stream read as w0 | w1 << 32.
 
-    The single place where a Brownian tree touches a generator: it takes its block from the
-    generator resolver (:func:`detnoise._resolve.reserve`, Note [Torch generator positions]), so
-    it follows the same generator rules as every other draw: a detnoise.Generator gives its next
-    block (its offset advances by 1); a torch.Generator's position is a function of its torch state.
+    The single place where a Brownian tree touches generators: each block comes from the generator
+    resolver (:func:`detnoise._resolve.reserve`, Note [Torch generator positions]), so it follows
+    the same rules as every other draw: a detnoise.Generator gives its next block (its offset
+    advances by 1); a torch.Generator's position is a function of its torch state. If any generator
+    fails, the ones already used are given back.
     """
     if seed is not None:
-        return _layout.normalize_seed(seed)
-    reservation = _resolve.reserve(generator, 1, default=torch.default_generator)
-    stream, offset = reservation.stream, reservation.start
-    counter = (offset & 0xFFFFFFFF, offset >> 32, stream & 0xFFFFFFFF, stream >> 32)
-    words = _native.philox4x32_10(counter, (reservation.seed & 0xFFFFFFFF, reservation.seed >> 32))
-    return words[0] | (words[1] << 32)
+        return [_layout.normalize_seed(seed)]
+    sources = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+    sources = [torch.default_generator if item is None else item for item in sources]
+    for item in sources:
+        if not isinstance(item, torch.Generator):
+            raise TypeError(f"generators must be torch.Generator or detnoise.Generator objects, got {type(item).__name__}")
+    reservations: list[_resolve.Reservation] = []
+    try:
+        for item in sources:
+            reservations.append(_resolve.reserve(item, 1))
+    except BaseException:
+        for reservation in reversed(reservations):
+            reservation.undo()
+        raise
+    seeds = []
+    for reservation in reservations:
+        stream, offset, key = reservation.stream, reservation.start, reservation.seed
+        words = _native.philox4x32_10((offset & 0xFFFFFFFF, offset >> 32, stream & 0xFFFFFFFF, stream >> 32),
+                                      (key & 0xFFFFFFFF, key >> 32))
+        seeds.append(words[0] | (words[1] << 32))
+    return seeds
 
 
 def _time(value: TimeArg, what: str) -> float:
@@ -164,14 +182,15 @@ class BrownianTree:
         self.batched = isinstance(seed, (list, tuple)) or isinstance(generator, (list, tuple))
         self._numel = math.prod(shape)
         self._row_elements = self._numel // len(self.seeds) if self.seeds else 0
-        self._points: OrderedDict[float, torch.Tensor] = OrderedDict()
+        self._points: OrderedDict[float, tuple[torch.Tensor, int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _resolve_seeds(self, generator: GeneratorArg, seed: SeedArg) -> list[int]:
         if generator is not None and seed is not None:
             raise ValueError("BrownianTree: pass generator= or seed=, not both")
         rows_given = seed if isinstance(seed, (list, tuple)) else generator if isinstance(generator, (list, tuple)) else None
         if rows_given is None:
-            return [_seed_from(generator, seed)]  # type: ignore[arg-type]
+            return _seed_from(generator, seed)  # type: ignore[arg-type]
         if len(self.shape) == 0 or self.shape[0] != len(rows_given):
             raise ValueError(
                 f"BrownianTree: {len(rows_given)} seeds or generators for shape {list(self.shape)}; a batched tree "
@@ -179,31 +198,30 @@ class BrownianTree:
             )
         if isinstance(seed, (list, tuple)):
             return [_layout.normalize_seed(item) for item in seed]
-        for item in rows_given:
-            if not isinstance(item, torch.Generator):
-                raise TypeError(f"BrownianTree: generators must be torch.Generator objects, got {type(item).__name__}")
-        return [_seed_from(item, None) for item in rows_given]
+        return _seed_from(list(rows_given), None)
 
     def _unit_time(self, t: float, what: str) -> float:
         if not self.t0 <= t <= self.t1:
             raise ValueError(f"BrownianTree: {what}={t} is outside [t0, t1] = [{self.t0}, {self.t1}]")
         return (t - self.t0) / self.length  # SPEC §9.1: two float64 roundings
 
-    def _point(self, u: float) -> tuple[tuple[int, int, float, int, int], torch.Tensor | None]:
-        """(mode, leaf, beta, known address, save address) for the kernel, and a buffer to keep."""
+    def _point(self, u: float, stream: int) -> tuple[tuple[int, int, float, int, int], torch.Tensor | None, bool]:
+        """(mode, leaf, beta, known address, save address) for the kernel, the buffer the kernel reads
+        or writes (held by the caller until the call returns), and whether that buffer is new."""
         if u == 0.0:
-            return (_ZERO, 0, 0.0, 0, 0), None
-        known = self._points.get(u)
-        if known is not None:
+            return (_ZERO, 0, 0.0, 0, 0), None, False
+        cached = self._points.get(u)
+        # A CUDA buffer is reused only on the stream that wrote it: no cross-stream ordering needed.
+        if cached is not None and cached[1] == stream:
             self._points.move_to_end(u)
-            return (_KNOWN, 0, 0.0, known.data_ptr(), 0), None
+            return (_KNOWN, 0, 0.0, cached[0].data_ptr(), 0), cached[0], False
         save = torch.empty(self._numel, dtype=self._compute_dtype, device=self._kernel_device)
         if u == 1.0:
-            return (_END, 0, 0.0, 0, save.data_ptr()), save
+            return (_END, 0, 0.0, 0, save.data_ptr()), save, True
         scale = 1 << self.depth
         leaf = int(u * scale)  # exact: scaling by a power of two, then floor
         beta = (u - leaf / scale) * scale  # SPEC §9.4: both steps exact
-        return (_DESCEND, leaf, beta, 0, save.data_ptr()), save
+        return (_DESCEND, leaf, beta, 0, save.data_ptr()), save, True
 
     @property
     def _kernel_device(self) -> torch.device:
@@ -219,20 +237,26 @@ class BrownianTree:
             return out if device == self.device else out.to(self.device)
         if u_s == u_t:
             return out.zero_() if device == self.device else out.zero_().to(self.device)
-        point_s, keep_s = self._point(u_s)
-        point_t, keep_t = self._point(u_t)
+        index = 0
+        stream = 0
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            stream = _native._raw_stream(index)
+        with self._lock:  # the cache is shared by every thread querying this tree
+            point_s, buffer_s, new_s = self._point(u_s, stream)
+            point_t, buffer_t, new_t = self._point(u_t, stream)
         args = (_native.dtype_code(self.dtype), out.data_ptr(), self._row_elements, self.seeds, self.depth,
                 self._sigma_end, self._sigma, [point_s, point_t])
         if device.type == "cpu":
             _native._core.brownian_cpu(*args, _native.get_num_threads(), _native._CPU_PATH_CODES[_native.get_cpu_path()])
         else:
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            _native._core.brownian_cuda(*args, index, _native._raw_stream(index))
-        for u, kept in ((u_s, keep_s), (u_t, keep_t)):
-            if kept is not None:
-                self._points[u] = kept
-        while len(self._points) > _CACHED_POINTS:
-            self._points.popitem(last=False)
+            _native._core.brownian_cuda(*args, index, stream)
+        with self._lock:
+            for u, buffer, new in ((u_s, buffer_s, new_s), (u_t, buffer_t, new_t)):
+                if new:
+                    self._points[u] = (buffer, stream)
+            while len(self._points) > _CACHED_POINTS:
+                self._points.popitem(last=False)
         return out if device == self.device else out.to(self.device)
 
     def __repr__(self) -> str:
@@ -259,7 +283,7 @@ class BatchedBrownianTree:
         t0, t1, self.sign = self.sort(_time(t0, "t0"), _time(t1, "t1"))
         w0 = kwargs.get("w0", torch.zeros_like(x))
         if seed is None:
-            seed = _seed_from(None, None)
+            seed = _seed_from(None, None)[0]
         self.batched = True
         try:
             assert len(seed) == x.shape[0]  # type: ignore[arg-type]  # diffusers' own check, same error

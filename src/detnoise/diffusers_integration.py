@@ -234,7 +234,7 @@ def patch_diffusers() -> DiffusersPatch:
                 patch.rebound.append(name)
         torch_patch.acquire_generator_patch()
         from detnoise import brownian  # SDE schedulers' Brownian tree (issue 11)
-        patch.rebound += brownian.patch_scheduler()
+        brownian.patch_scheduler()
         _patch = patch
         return patch
 
