@@ -230,8 +230,9 @@ def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, c
             row.append(Panel(_image_pixels(gpu_image), _short(fingerprint(torch.from_numpy(gpu_image)))))
             image_gap = _max_difference(cpu_image, gpu_image)
             noise_gap = _max_difference(noise[i], gpu.draws[0][i])
-            row.append(Panel(_difference_pixels(cpu_image, gpu_image),
-                             f"noise {noise_gap:.0e} img {image_gap:.0e}" if image_gap or noise_gap else "identical: 0"))
+            noise_text = "noise same" if noise_gap == 0 else f"noise {noise_gap:.0e}"
+            image_text = "image same" if image_gap == 0 else f"image {image_gap:.0e}"
+            row.append(Panel(_difference_pixels(cpu_image, gpu_image), f"{noise_text}, {image_text}"))
         rows.append(row)
     return rows
 
@@ -480,6 +481,8 @@ def main(args: argparse.Namespace) -> int:
            if gpu_run is not None else ";  CPU vs GPU: no GPU here"),
         "diffusers' default path uses torch's CPU generator: other numbers, other images",
     ]
+    if gpu_run is not None:
+        footer.append("|CPU - GPU| panel: black where the bits are equal; dark red (1e-9) to yellow (1) where not")
     panels = figure_panels(seeds, default_noise, default, cpu, gpu_run, gpu_name)
     layout = render_figure(panels, seeds, "\n".join(textwrap.wrap(title, 110)), footer, Path(args.out),
                            backend=args.figure, gpu_name=gpu_name)
