@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import detnoise
-from detnoise import diffusers_integration, reference
+from detnoise import cuda_diagnosis, diffusers_integration, reference
 from detnoise.determinism import determinism_table
 from detnoise.fingerprint import fingerprint
 from detnoise.timing import compare
@@ -75,6 +75,19 @@ def gpu_device() -> torch.device | None:
     if detnoise.built_with_cuda() and torch.cuda.is_available():
         return torch.device("cuda")
     return None
+
+
+def gpu_column_device(requested: str | None) -> torch.device | None:
+    """The device of the GPU column: ``requested`` (None: CUDA where usable; "cpu": no GPU column).
+    Asking for CUDA where it cannot run raises RuntimeError naming the fix."""
+    if requested is None:
+        return gpu_device()
+    device = torch.device(requested)
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda" and gpu_device() is None:
+        raise RuntimeError(f"--device {requested}: " + "; ".join(cuda_diagnosis.cuda_problems() or ["CUDA is not usable"]))
+    return device
 
 
 def build_offline_pipeline(sample_size: int = 32) -> Any:
@@ -362,7 +375,7 @@ def main(args: argparse.Namespace) -> int:
     seeds = list(range(args.seed, args.seed + args.images))
     if not seeds:
         raise ValueError("--images must be at least 1")
-    gpu = gpu_device() if args.device in (None, "cuda") else (torch.device(args.device) if args.device != "cpu" else None)
+    gpu = gpu_column_device(args.device)
     best = gpu or torch.device("cpu")
     if args.model:
         from diffusers import DiffusionPipeline
