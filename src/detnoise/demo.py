@@ -219,8 +219,8 @@ def _short(print_: str) -> str:
     return print_[:12]
 
 
-def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, cpu: Run, gpu: Run | None,
-                  gpu_name: str | None) -> list[list[Panel]]:
+def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, cpu: Run,
+                  gpu: Run | None) -> list[list[Panel]]:
     """The figure's cells, row by row (one row per seed), in the order of COLUMNS."""
     noise = cpu.draws[0]
     rows = []
@@ -496,7 +496,7 @@ def main(args: argparse.Namespace) -> int:
     ]
     if gpu_run is not None:
         footer.append("|CPU - GPU| panel: black where the bits are equal; dark red (1e-9) to yellow (1) where not")
-    panels = figure_panels(seeds, default_noise, default, cpu, gpu_run, gpu_name)
+    panels = figure_panels(seeds, default_noise, default, cpu, gpu_run)
     layout = render_figure(panels, seeds, "\n".join(textwrap.wrap(title, 110)), footer, Path(args.out),
                            backend=args.figure, gpu_name=gpu_name)
     print(f"\nwrote {layout.path}: {layout.rows} seeds x {layout.columns} panels, {layout.size[0]}x{layout.size[1]} "
