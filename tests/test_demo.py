@@ -117,3 +117,12 @@ def test_same_bits_tells_negative_zero_apart() -> None:
     assert demo.same_bits(torch.tensor([0.0]), torch.tensor([0.0]))
     assert not demo.same_bits(torch.tensor([0.0]), torch.tensor([-0.0]))
     assert not demo.same_bits(torch.tensor([1.0]), torch.tensor([1.0], dtype=torch.float64))
+
+
+def test_asking_for_a_gpu_that_cannot_run_names_the_fix(capsys) -> None:
+    if demo.gpu_device() is not None:
+        pytest.skip("CUDA works here")
+    assert cli.main(["demo", "--device", "cuda", "--no-timing"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("detnoise: error: --device cuda: ")
+    assert any(fix in error for fix in ("install a CUDA build of torch", "reinstall from source", "nvidia-smi"))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import detnoise
-from detnoise import diffusers_integration, reference
+from detnoise import cuda_diagnosis, diffusers_integration, reference
 from detnoise.determinism import determinism_table
 from detnoise.fingerprint import fingerprint
 from detnoise.timing import compare
@@ -75,6 +75,19 @@ def gpu_device() -> torch.device | None:
     if detnoise.built_with_cuda() and torch.cuda.is_available():
         return torch.device("cuda")
     return None
+
+
+def gpu_column_device(requested: str | None) -> torch.device | None:
+    """The device of the GPU column: ``requested`` (None: CUDA where usable; "cpu": no GPU column).
+    Asking for CUDA where it cannot run raises RuntimeError naming the fix."""
+    if requested is None:
+        return gpu_device()
+    device = torch.device(requested)
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda" and gpu_device() is None:
+        raise RuntimeError(f"--device {requested}: " + "; ".join(cuda_diagnosis.cuda_problems() or ["CUDA is not usable"]))
+    return device
 
 
 def build_offline_pipeline(sample_size: int = 32) -> Any:
@@ -206,8 +219,8 @@ def _short(print_: str) -> str:
     return print_[:12]
 
 
-def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, cpu: Run, gpu: Run | None,
-                  gpu_name: str | None) -> list[list[Panel]]:
+def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, cpu: Run,
+                  gpu: Run | None) -> list[list[Panel]]:
     """The figure's cells, row by row (one row per seed), in the order of COLUMNS."""
     noise = cpu.draws[0]
     rows = []
@@ -230,8 +243,9 @@ def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, c
             row.append(Panel(_image_pixels(gpu_image), _short(fingerprint(torch.from_numpy(gpu_image)))))
             image_gap = _max_difference(cpu_image, gpu_image)
             noise_gap = _max_difference(noise[i], gpu.draws[0][i])
-            row.append(Panel(_difference_pixels(cpu_image, gpu_image),
-                             f"noise {noise_gap:.0e} img {image_gap:.0e}" if image_gap or noise_gap else "identical: 0"))
+            noise_text = "noise same" if noise_gap == 0 else f"noise {noise_gap:.0e}"
+            image_text = "image same" if image_gap == 0 else f"image {image_gap:.0e}"
+            row.append(Panel(_difference_pixels(cpu_image, gpu_image), f"{noise_text}, {image_text}"))
         rows.append(row)
     return rows
 
@@ -346,7 +360,7 @@ def timing_lines(devices: list[torch.device], shapes: list[tuple[tuple[int, ...]
         theirs, ours = timings["diffusers"], timings["detnoise"]
         label = f"{'x'.join(map(str, shape))} {str(dtype)[6:]}"
         lines.append(f"  {label:20} on {ours.where():14} diffusers default {theirs.ms():38} "
-                     f"detnoise {ours.ms():38} ({theirs.median_s / ours.median_s:4.1f}x)")
+                     f"detnoise {ours.ms():38} (speed-up {theirs.median_s / ours.median_s:.1f}x)")
     return lines
 
 
@@ -361,7 +375,7 @@ def main(args: argparse.Namespace) -> int:
     seeds = list(range(args.seed, args.seed + args.images))
     if not seeds:
         raise ValueError("--images must be at least 1")
-    gpu = gpu_device() if args.device in (None, "cuda") else (torch.device(args.device) if args.device != "cpu" else None)
+    gpu = gpu_column_device(args.device)
     best = gpu or torch.device("cpu")
     if args.model:
         from diffusers import DiffusionPipeline
@@ -421,7 +435,7 @@ def main(args: argparse.Namespace) -> int:
                       f"batch invariance: the noise of seeds {single_failures} DIFFERS between the batch and single runs"))
     batch_gap = max(_max_difference(batch.images[i], single.images[0]) for i, single in enumerate(singles))
     if batch_gap == 0:
-        explanation = "images of the batch equal the single runs: yes"
+        explanation = "images of the batch equal the single runs bit for bit (largest difference 0)"
         if model_gap == 0:
             explanation += ("; the denoiser alone also gives the same bits for a batch and for its rows here "
                             "(checked on the initial noise at every timestep of the run)")
@@ -480,7 +494,9 @@ def main(args: argparse.Namespace) -> int:
            if gpu_run is not None else ";  CPU vs GPU: no GPU here"),
         "diffusers' default path uses torch's CPU generator: other numbers, other images",
     ]
-    panels = figure_panels(seeds, default_noise, default, cpu, gpu_run, gpu_name)
+    if gpu_run is not None:
+        footer.append("|CPU - GPU| panel: black where the bits are equal; dark red (1e-9) to yellow (1) where not")
+    panels = figure_panels(seeds, default_noise, default, cpu, gpu_run)
     layout = render_figure(panels, seeds, "\n".join(textwrap.wrap(title, 110)), footer, Path(args.out),
                            backend=args.figure, gpu_name=gpu_name)
     print(f"\nwrote {layout.path}: {layout.rows} seeds x {layout.columns} panels, {layout.size[0]}x{layout.size[1]} "
