@@ -209,3 +209,40 @@ def test_patch_report_all_names_what_remains() -> None:
     assert {"diffusers.schedulers.scheduling_amused", "diffusers.schedulers.scheduling_sde_ve",
             "diffusers.pipelines.ltx.pipeline_ltx_image2video"} <= covered
     assert any(f.status == "initialiser" and f.function == "__init__" for f in report.findings)
+
+
+def test_stable_diffusion_inpaint_mask_latents_pattern() -> None:
+    # diffusers' test_stable_diffusion_inpaint_mask_latents, on tiny offline components.
+    transformers = pytest.importorskip("transformers")
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=9, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 8), latent_channels=4, norm_num_groups=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=64,
+        max_position_embeddings=8, projection_dim=16))
+    pipe = quiet(StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet,
+                                                scheduler=PNDMScheduler(skip_prk_steps=True), safety_checker=None,
+                                                feature_extractor=None, requires_safety_checker=False))
+    embeds = torch.rand(1, 4, 16, generator=torch.Generator().manual_seed(0))
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    mask = (torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(2)) > 0.5).float()
+    run = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=16, width=16,
+               num_inference_steps=2, strength=0.9, output_type="np", mask_image=mask)
+    with detnoise.patch_diffusers():
+        out_0 = pipe(image=image, generator=torch.Generator().manual_seed(0), **run).images
+        processed = pipe.image_processor.preprocess(image)
+        masked = processed * (mask < 0.5)
+        generator = torch.Generator().manual_seed(0)
+        image_latents = pipe._encode_vae_image(processed, generator=generator)
+        torch.randn((1, 4, 8, 8), generator=generator)
+        mask_latents = pipe._encode_vae_image(masked, generator=generator)
+        generator = torch.Generator().manual_seed(0)
+        torch.randn((1, 4, 8, 8), generator=generator)
+        out_1 = pipe(image=image_latents, masked_image_latents=mask_latents, generator=generator, **run).images
+    assert np.abs(out_0 - out_1).max() < 1e-4

@@ -53,7 +53,9 @@ class Generator(torch.Generator):
     from a seed; ``fold_in`` and ``spawn`` derive others) and the number of 4-word blocks already
     consumed. ``manual_seed(s)`` sets (s, 0, 0) and also seeds the ``torch.Generator`` base state, so
     torch's own samplers handed this object (``torch.randperm(..., generator=g)``) are reproducible
-    too; that base state is kept by ``clone``/pickle but is not part of ``get_state()``.
+    too; that base state is kept by ``clone``/pickle but is not part of ``get_state()``. Under
+    ``detnoise.patch_torch()`` (or ``patch_diffusers()``) those samplers draw stream v1 from
+    (seed, stream, offset) instead (docs/SPEC.md §10).
 
     Parallel features
     -----------------

@@ -29,6 +29,7 @@ the caller's generator never moves on a failed call.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 import threading
@@ -717,6 +718,23 @@ def tensor_random_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tenso
 
 # ---- patching ------------------------------------------------------------------------------------
 
+def _graph_breaking(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Under torch.compile a patched draw runs eagerly (a graph break): taking blocks is a Python
+    state update that dynamo cannot trace (the custom op of detnoise.ops serves the functional
+    core only)."""
+    eager: list[Callable[..., Any]] = []
+
+    @functools.wraps(function)
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        if torch.compiler.is_compiling():
+            if not eager:
+                eager.append(torch.compiler.disable(function))
+            return eager[0](*args, **kwargs)
+        return function(*args, **kwargs)
+
+    return patched
+
+
 PATCHED: dict[str, Callable[..., Any]] = {
     "randn": randn,
     "rand": rand,
@@ -734,7 +752,9 @@ PATCHED: dict[str, Callable[..., Any]] = {
     "Tensor.bernoulli_": tensor_bernoulli_,
     "Tensor.exponential_": tensor_exponential_,
 }
+PATCHED = {name: _graph_breaking(function) for name, function in PATCHED.items()}
 """What the patch rebinds: names in ``torch`` and, with the ``Tensor.`` prefix, in ``torch.Tensor``."""
+_MODULE_GLOBALS = globals()
 
 _lock = threading.Lock()
 _full_holders = 0  # patch_torch() handles not yet released
@@ -749,7 +769,16 @@ def _covers(generator: Any) -> bool:
         return True
     if not _generator_holders:
         return False
-    return generator is not None or getattr(_scope, "depth", 0) > 0 or _called_from_diffusers(sys._getframe(2))
+    return generator is not None or getattr(_scope, "depth", 0) > 0 or _called_from_diffusers(_caller())
+
+
+def _caller() -> Any:
+    """The frame that called the patched torch function: the first one outside this module and
+    torch itself (torch.compiler.disable's wrappers)."""
+    frame = sys._getframe(2)
+    while frame is not None and (frame.f_globals is _MODULE_GLOBALS or frame.f_globals.get("__name__", "").startswith("torch")):
+        frame = frame.f_back
+    return frame
 
 
 # Functions whose draws initialise weights (loaded weights replace them): not noise, left alone.
@@ -764,6 +793,8 @@ def is_initialiser(function_name: str) -> bool:
 def _called_from_diffusers(frame: Any) -> bool:
     """A global-RNG draw made directly by diffusers code (a pipeline, a scheduler step), outside
     weight initialisers. Code outside diffusers keeps torch's global RNG."""
+    if frame is None:
+        return False
     module = frame.f_globals.get("__name__", "")
     return module.startswith("diffusers.") and not is_initialiser(frame.f_code.co_name)
 
