@@ -236,7 +236,7 @@ def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, c
         row.append(Panel(_noise_pixels(noise[i]), noise_caption))
         row.append(Panel(_image_pixels(cpu_image), _short(fingerprint(torch.from_numpy(cpu_image)))))
         if gpu is None:
-            row.append(Panel(None, "", "no GPU here:\nrun detnoise demo\non a GPU machine\nand compare the\nfingerprints"))
+            row.append(Panel(None, "", "no GPU here:\nrun detnoise demo\non a GPU machine\nand compare the\nnoise fingerprints"))
             row.append(Panel(None, "", "needs a GPU"))
         else:
             gpu_image = gpu.images[i]
