@@ -236,7 +236,7 @@ def figure_panels(seeds: list[int], default_noise: torch.Tensor, default: Run, c
         row.append(Panel(_noise_pixels(noise[i]), noise_caption))
         row.append(Panel(_image_pixels(cpu_image), _short(fingerprint(torch.from_numpy(cpu_image)))))
         if gpu is None:
-            row.append(Panel(None, "", "no GPU here:\nrun detnoise demo\non a GPU machine\nand compare the\nfingerprints"))
+            row.append(Panel(None, "", "no GPU here:\nrun detnoise demo\non a GPU machine\nand compare the\nnoise fingerprints"))
             row.append(Panel(None, "", "needs a GPU"))
         else:
             gpu_image = gpu.images[i]
@@ -305,8 +305,10 @@ def _render_pillow(panels: list[list[Panel]], seeds: list[int], columns: list[st
                    footer: list[str], path: Path) -> tuple[int, int]:
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default(size=12)
-    small = ImageFont.load_default(size=10)
+    try:
+        font, small = ImageFont.load_default(size=12), ImageFont.load_default(size=10)
+    except TypeError:  # Pillow < 10.1
+        font = small = ImageFont.load_default()
     cell, gap, left, line = 128, 14, 64, 14
     top = 24 + 2 * line + 8
     rows, cols = len(panels), len(columns)
@@ -424,8 +426,9 @@ def main(args: argparse.Namespace) -> int:
                           + (" (the noise was identical; the model's arithmetic on the GPU rounds differently)"
                              if differing == 0 else " (the noise differed)")))
     else:
-        print("  CPU vs GPU: not checked, no GPU here (on a GPU machine the same command compares them; "
-              "the fingerprints printed below must match there)")
+        print("  CPU vs GPU: not checked, no GPU here (on a GPU machine the same command compares them; the noise "
+              "fingerprints below must match there; image ones also depend on the model's arithmetic and, for "
+              "the glyph model, on Pillow's font rendering)")
     single_failures = [seed for row, (seed, single) in enumerate(zip(seeds, singles))
                        if draws_differing(batch.draws, single.draws, row)]
     ok &= not single_failures

@@ -34,8 +34,11 @@ def glyph_images(glyphs: str = GLYPHS, size: int = 32) -> torch.Tensor:
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default(size=round(size * 0.8))
-    scale_up = not isinstance(font, ImageFont.FreeTypeFont)  # Pillow without FreeType: a small bitmap font
+    try:
+        font = ImageFont.load_default(size=round(size * 0.8))
+        small_font = not isinstance(font, ImageFont.FreeTypeFont)  # Pillow without FreeType: a bitmap font
+    except TypeError:  # Pillow < 10.1: no size to ask for
+        font, small_font = ImageFont.load_default(), True
     images = []
     for index, glyph in enumerate(glyphs):
         canvas = Image.new("L", (size * 2, size * 2), 0)
@@ -44,7 +47,7 @@ def glyph_images(glyphs: str = GLYPHS, size: int = 32) -> torch.Tensor:
         mask = Image.new("L", (size, size), 0)
         if box is not None:
             shape = canvas.crop(box)
-            if scale_up:
+            if small_font:
                 factor = 0.75 * size / max(shape.size)
                 shape = shape.resize((max(1, round(shape.width * factor)), max(1, round(shape.height * factor))),
                                      Image.BILINEAR)
