@@ -4,7 +4,8 @@
 
 Each repeat starts `python -c "import torch"` and `python -c "import detnoise"` once, alternating so
 that a busy machine slows both alike; the table gives medians with the spread (min-max) of the
-whole process (interpreter start included) and the median difference of the pairs.
+whole process (interpreter start included) and the median difference of the pairs, as wall time and
+as the process's CPU time (user + system), which moves far less when other work shares the cores.
 """
 
 from __future__ import annotations
@@ -18,10 +19,20 @@ import sys
 import time
 
 
-def _run(statement: str) -> float:
+def _run(statement: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one fresh interpreter running ``statement``."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)
-    return time.perf_counter() - start
+    process = subprocess.Popen([sys.executable, "-c", statement])
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, statement)
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def _row(name: str, values: list[float], sign: str = "") -> str:
+    return f"  {name:<16} {statistics.median(values):{sign}7.3f} [{min(values):{sign}.3f} .. {max(values):{sign}.3f}]"
 
 
 def main() -> None:
@@ -33,16 +44,21 @@ def main() -> None:
     for _ in range(args.repeats):
         torch_s.append(_run("import torch"))
         detnoise_s.append(_run("import detnoise"))
+    try:
+        load = " (load average %.1f %.1f %.1f)" % os.getloadavg()
+    except OSError:
+        load = ""
     versions = subprocess.run(
         [sys.executable, "-c", "import torch, detnoise; print(torch.__version__, detnoise.__file__)"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cpus; torch, detnoise: {versions}")
-    print(f"{args.repeats} alternating repeats, seconds per process (median [min-max])")
-    for name, times in (("import torch", torch_s), ("import detnoise", detnoise_s)):
-        print(f"  {name:<16} {statistics.median(times):6.3f} [{min(times):.3f}-{max(times):.3f}]")
-    diffs = [d - t for d, t in zip(detnoise_s, torch_s)]
-    print(f"  difference       {statistics.median(diffs):+6.3f} [{min(diffs):+.3f}..{max(diffs):+.3f}] (pairwise)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus{load}; torch, detnoise: {versions}")
+    print(f"{args.repeats} alternating repeats, seconds per process: median [min .. max]")
+    for index, what in ((0, "wall"), (1, "CPU (user+sys)")):
+        print(f"{what}:")
+        print(_row("import torch", [t[index] for t in torch_s]))
+        print(_row("import detnoise", [d[index] for d in detnoise_s]))
+        print(_row("difference", [d[index] - t[index] for d, t in zip(detnoise_s, torch_s)], "+"))
 
 
 if __name__ == "__main__":

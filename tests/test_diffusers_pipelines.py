@@ -152,6 +152,10 @@ def test_consecutive_calls_continue_reseeding_restarts_and_torch_draws_in_betwee
 
 
 def test_float16_noise_is_float32_noise_rounded() -> None:
+    import inspect
+
+    if "dtype=self.unet.dtype" not in inspect.getsource(DDPMPipeline.__call__):
+        pytest.skip(f"diffusers {diffusers.__version__}'s DDPMPipeline draws float32 noise whatever the UNet's dtype")
     pipe = quiet(DDPMPipeline(unet=tiny_unet(), scheduler=DDPMScheduler(num_train_timesteps=50)))
     with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log32:
         pipe(batch_size=2, generator=torch.Generator().manual_seed(2), num_inference_steps=2, output_type="np")
