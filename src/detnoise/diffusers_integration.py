@@ -444,6 +444,16 @@ def _scan_module(name: str, module: ModuleType, patched: bool = False) -> list[F
     return _scan_source(name, source, patched, skip)
 
 
+def _brownian_drop_in(module_name: str) -> bool:
+    """Whether patch_diffusers() puts detnoise's Brownian tree into this module (the SDE scheduler's,
+    where torchsde is installed: brownian.patch_scheduler)."""
+    import importlib.util
+
+    from detnoise import brownian
+
+    return module_name == brownian._SDE_MODULE and importlib.util.find_spec("torchsde") is not None
+
+
 def _scan_source(name: str, source: str, patched: bool, skip: range) -> list[Finding]:
     try:
         tree = ast.parse(source)
@@ -460,8 +470,11 @@ def _scan_source(name: str, source: str, patched: bool, skip: range) -> list[Fin
                 if found is not None:
                     draw, is_method = found
                     uses_generator = _passes_generator(child)
+                    status = _status(draw, is_method, function, uses_generator, patched)
+                    if draw.startswith("torchsde.") and patched and _brownian_drop_in(name):
+                        status = "covered"  # the class that calls torchsde is replaced by detnoise.BatchedBrownianTree
                     findings.append(Finding(name, child.lineno, lines[child.lineno - 1].strip()[:120], uses_generator,
-                                            function, _status(draw, is_method, function, uses_generator, patched)))
+                                            function, status))
             visit(child, inner)
 
     visit(tree, "")
