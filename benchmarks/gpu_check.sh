@@ -63,9 +63,14 @@ python3 benchmarks/diffusers_speed.py cuda
 diffusers_status=$?
 [ "$diffusers_status" -eq 0 ] || echo "(diffusers missing? run benchmarks/fetch_wheels.sh on a networked machine and carry benchmarks/wheels)"
 
+stamp "Brownian tree queries against torchsde and torch.randn (issue 11's CUDA target: <= 5x one torch.randn)"
+python3 benchmarks/brownian_speed.py cuda
+brownian_status=$?
+[ "$brownian_status" -eq 0 ] || echo "(torchsde missing? benchmarks/fetch_wheels.sh fetches it with diffusers)"
+
 stamp "summary"
 GPU_CHECK_WORK="$work" GPU_CHECK_OUT="$out_dir" GPU_CHECK_SECONDS=$(( $(date +%s) - started )) \
-GPU_CHECK_STATUS="build=$build_status build_seconds=$build_seconds cuda_tests=$cuda_tests_status other_tests=$other_tests_status check=$check_status verify=$verify_status run=$run_status diffusers=$diffusers_status" \
+GPU_CHECK_STATUS="build=$build_status build_seconds=$build_seconds cuda_tests=$cuda_tests_status other_tests=$other_tests_status check=$check_status verify=$verify_status run=$run_status diffusers=$diffusers_status brownian=$brownian_status" \
 python3 - <<'EOF'
 """Collects every verdict and speed ratio into one JSON file."""
 import glob
@@ -128,13 +133,14 @@ checks = {
     "detnoise_verify": status["verify"] == "0",
     "throughput_ran": status["run"] == "0",
     "diffusers_speed_ran": status["diffusers"] == "0",
+    "brownian_speed_ran": status["brownian"] == "0",
 }
 summary = {
     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     "capability": list(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None,
     "torch": torch.__version__, "torch_cuda": torch.version.cuda, "build_info": build_info,
     "build_seconds": int(status["build_seconds"]), "total_seconds": int(os.environ["GPU_CHECK_SECONDS"]),
-    "passed": all(value for key, value in checks.items() if key != "diffusers_speed_ran"),
+    "passed": all(value for key, value in checks.items() if key not in ("diffusers_speed_ran", "brownian_speed_ran")),
     "checks": checks,
     "tests": {"passed": sum(v == "passed" for v in all_tests.values()),
               "failed": sorted(k for k, v in all_tests.items() if v == "failed"),
@@ -142,6 +148,8 @@ summary = {
               "verdicts": all_tests},
     "throughput_ratios": ratios, "throughput_targets": run.get("targets", []), "call_latency": run.get("latency"),
     "diffusers_speed": diffusers_rows,
+    "brownian_speed": (load("benchmarks/results/brownian_speed_cuda_%d_threads.json" % torch.get_num_threads()) or {}).get("ratios")
+    if status["brownian"] == "0" else None,
 }
 out.mkdir(parents=True, exist_ok=True)
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -151,6 +159,6 @@ print(f"wrote {out / 'gpu_check.json'}")
 raise SystemExit(0 if summary["passed"] else 1)
 EOF
 summary_status=$?
-for file in benchmarks/results/run_cuda.json; do [ -f "$file" ] && [ "$out_dir" != benchmarks/results ] && cp "$file" "$out_dir/"; done
+for file in benchmarks/results/run_cuda.json benchmarks/results/brownian_speed_cuda_*.json; do [ -f "$file" ] && [ "$out_dir" != benchmarks/results ] && cp "$file" "$out_dir/"; done
 stamp "done"
 exit $summary_status
