@@ -74,7 +74,7 @@ def test_import_time_close_to_torch() -> None:
 
     The import-time profile measures both in one process (torch's share of `import detnoise` versus the
     rest), and the CPU time of separate `import torch` and `import detnoise` processes checks the same
-    from outside. The regression this guards (torch._dynamo at import) cost about 0.8x torch's own
+    from outside. The regression this guards (torch._dynamo at import) cost about 0.9x torch's own
     import in CPU time and 1.4x in the profile."""
     profile, _ = _import_profile("import detnoise")
     own = profile["detnoise"] - profile["torch"]
