@@ -6,6 +6,7 @@ mask-latents skip. Everything is built offline from tiny components."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,6 +205,8 @@ def test_patch_report_all_names_what_remains() -> None:
     with detnoise.patch_diffusers():
         report = detnoise.patch_report(all=True)
     remaining = {(f.module, f.code.split("(")[0]) for f in report.uncovered}
+    # diffusers 0.30 also ships Flax schedulers; they draw with jax.random, which is not torch's RNG.
+    remaining = {(module, code) for module, code in remaining if not module.endswith("_flax")}
     # 0.42.1: one numpy draw in an RL example; torchsde's Brownian interval in the SDE solver only
     # where torchsde is missing (with it, patch_diffusers swaps in detnoise.BatchedBrownianTree).
     sde = "diffusers.schedulers.scheduling_dpmsolver_sde"
@@ -211,8 +214,11 @@ def test_patch_report_all_names_what_remains() -> None:
     expected = {"diffusers.experimental.rl.value_guided_sampling"} | (set() if have_torchsde else {sde})
     assert {module for module, _ in remaining} <= expected
     covered = {f.module for f in report.findings if f.status == "covered"}
-    assert {"diffusers.schedulers.scheduling_amused", "diffusers.schedulers.scheduling_sde_ve",
-            "diffusers.pipelines.ltx.pipeline_ltx_image2video"} | ({sde} if have_torchsde else set()) <= covered
+    wanted = {"diffusers.schedulers.scheduling_amused", "diffusers.schedulers.scheduling_sde_ve",
+              "diffusers.pipelines.ltx.pipeline_ltx_image2video"} | ({sde} if have_torchsde else set())
+    # Older diffusers (0.30, the oldest admitted) has no LTX pipelines: require the modules it ships.
+    root = Path(diffusers.__file__).parent
+    assert {m for m in wanted if root.joinpath(*m.split(".")[1:]).with_suffix(".py").is_file()} <= covered
     assert any(f.status == "initialiser" and f.function == "__init__" for f in report.findings)
 
 

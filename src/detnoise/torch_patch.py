@@ -39,7 +39,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from detnoise import _draw, _native
+from detnoise import _compile, _draw, _native
 from detnoise._torchargs import _check_writable
 
 __all__ = ["TorchPatch", "patch_torch", "unpatch_torch", "is_torch_patched", "diffusers_scope", "PATCHED"]
@@ -722,14 +722,13 @@ def _graph_breaking(function: Callable[..., Any]) -> Callable[..., Any]:
     """Under torch.compile a patched draw runs eagerly (a graph break): taking blocks is a Python
     state update that dynamo cannot trace (the custom op of detnoise.ops serves the functional
     core only)."""
-    eager: list[Callable[..., Any]] = []
+    # Made here, not while dynamo traces: torch 2.4's dynamo fails on the first compiled call otherwise.
+    eager = _compile.disable(function)
 
     @functools.wraps(function)
     def patched(*args: Any, **kwargs: Any) -> Any:
         if torch.compiler.is_compiling():
-            if not eager:
-                eager.append(torch.compiler.disable(function))
-            return eager[0](*args, **kwargs)
+            return eager(*args, **kwargs)
         return function(*args, **kwargs)
 
     return patched
