@@ -20,7 +20,8 @@ from conftest import assert_bits_equal
 diffusers = pytest.importorskip("diffusers")
 from diffusers import AmusedScheduler, DDPMPipeline, DDPMScheduler, ScoreSdeVeScheduler  # noqa: E402
 
-from test_diffusers_pipelines import assert_draws_follow_the_stream, blocks, quiet, tiny_unet  # noqa: E402
+from test_diffusers_pipelines import (  # noqa: E402
+    assert_draws_follow_the_stream, blocks, quiet, tiny_stable_diffusion, tiny_unet)
 
 
 @pytest.fixture(autouse=True)
@@ -131,26 +132,7 @@ def test_discrete_scheduler() -> None:
 
 @pytest.fixture(scope="module")
 def stable_diffusion():
-    transformers = pytest.importorskip("transformers")
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                                layers_per_block=1, cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8,), latent_channels=4, norm_num_groups=4,
-                        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
-    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=64,
-        max_position_embeddings=8, projection_dim=16))
-    pipe = quiet(StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet,
-                                         scheduler=EulerAncestralDiscreteScheduler(num_train_timesteps=50),
-                                         safety_checker=None, feature_extractor=None, requires_safety_checker=False))
-    embeds = torch.rand(1, 4, 16, generator=torch.Generator().manual_seed(0))
-    run = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=8, width=8,
-               num_inference_steps=3, output_type="np")
-    return pipe, run
+    return tiny_stable_diffusion()
 
 
 def test_num_images_per_prompt_and_seeded_runs(stable_diffusion) -> None:

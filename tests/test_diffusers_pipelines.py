@@ -168,9 +168,11 @@ def test_float16_noise_is_float32_noise_rounded() -> None:
         assert torch.equal(narrow, wide.to(torch.float16))
 
 
-def test_stable_diffusion_pipeline_from_tiny_components() -> None:
+def tiny_stable_diffusion(scheduler=None):
+    """A StableDiffusionPipeline of tiny random components, built offline (no tokenizer: prompts are
+    given as embeddings), and the keyword arguments of a 3-step 8x8 run."""
     transformers = pytest.importorskip("transformers")
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
@@ -182,12 +184,18 @@ def test_stable_diffusion_pipeline_from_tiny_components() -> None:
     text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
         hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=64,
         max_position_embeddings=8, projection_dim=16))
-    pipe = quiet(StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet,
-                                         scheduler=EulerAncestralDiscreteScheduler(num_train_timesteps=50),
-                                         safety_checker=None, feature_extractor=None, requires_safety_checker=False))
+    pipe = quiet(StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet,
+        scheduler=scheduler if scheduler is not None else EulerAncestralDiscreteScheduler(num_train_timesteps=50),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False))
     embeds = torch.rand(1, 4, 16, generator=torch.Generator().manual_seed(0))
     run = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=8, width=8,
                num_inference_steps=3, output_type="np")
+    return pipe, run
+
+
+def test_stable_diffusion_pipeline_from_tiny_components() -> None:
+    pipe, run = tiny_stable_diffusion()
     unpatched = pipe(generator=torch.Generator().manual_seed(4), **run).images
     with detnoise.patch_diffusers(), diffusers_integration.record_draws() as log:
         patched = pipe(generator=torch.Generator().manual_seed(4), **run).images
