@@ -27,12 +27,9 @@ from conftest import assert_bits_equal
 pytest.importorskip("torchsde")  # diffusers' scheduling_dpmsolver_sde imports it
 transformers = pytest.importorskip("transformers")
 diffusers = pytest.importorskip("diffusers")
-from diffusers import (  # noqa: E402
-    AutoencoderKL,
-    DPMSolverSDEScheduler,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
+from diffusers import DPMSolverSDEScheduler, StableDiffusionPipeline  # noqa: E402
+
+from test_diffusers_pipelines import tiny_sd_components  # noqa: E402
 
 # One VAE level: vae_scale_factor 1, so 16x16 images are 16x16 latents of 4 channels.
 RUN = dict(height=16, width=16, num_inference_steps=3, output_type="np")
@@ -58,17 +55,8 @@ def tiny_tokenizer(folder: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory) -> dict[str, Any]:
-    torch.manual_seed(0)  # weight initialisation only
-    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                                layers_per_block=1, cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8,), latent_channels=4, norm_num_groups=4,
-                        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
-    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=64,
-        max_position_embeddings=8, projection_dim=16, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tiny_tokenizer(tmp_path_factory.mktemp("tok")),
+    parts = tiny_sd_components(sample_size=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    return dict(**parts, tokenizer=tiny_tokenizer(tmp_path_factory.mktemp("tok")),
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 

@@ -168,14 +168,14 @@ def test_float16_noise_is_float32_noise_rounded() -> None:
         assert torch.equal(narrow, wide.to(torch.float16))
 
 
-def tiny_stable_diffusion(scheduler=None):
-    """A StableDiffusionPipeline of tiny random components, built offline (no tokenizer: prompts are
-    given as embeddings), and the keyword arguments of a 3-step 8x8 run."""
+def tiny_sd_components(sample_size: int = 8, **text_config) -> dict:
+    """Tiny random UNet, VAE (one level: latents as large as images) and CLIP text model of a
+    StableDiffusionPipeline, built offline; ``text_config`` adds CLIPTextConfig fields."""
     transformers = pytest.importorskip("transformers")
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+    torch.manual_seed(0)  # weight initialisation only
+    unet = UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, block_out_channels=(8, 16),
                                 layers_per_block=1, cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
@@ -183,10 +183,19 @@ def tiny_stable_diffusion(scheduler=None):
                         down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
     text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
         hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=64,
-        max_position_embeddings=8, projection_dim=16))
+        max_position_embeddings=8, projection_dim=16, **text_config))
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder)
+
+
+def tiny_stable_diffusion():
+    """A StableDiffusionPipeline of tiny random components, built offline (no tokenizer: prompts are
+    given as embeddings), and the keyword arguments of a 3-step 8x8 run."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+
+    parts = tiny_sd_components()
     pipe = quiet(StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet,
-        scheduler=scheduler if scheduler is not None else EulerAncestralDiscreteScheduler(num_train_timesteps=50),
+        **parts, tokenizer=None,
+        scheduler=EulerAncestralDiscreteScheduler(num_train_timesteps=50),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False))
     embeds = torch.rand(1, 4, 16, generator=torch.Generator().manual_seed(0))
     run = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), height=8, width=8,
