@@ -64,7 +64,8 @@ def explain(error_text: str) -> str | None:
                 "update the driver (`nvidia-smi` shows the newest CUDA it supports), or install torch and build "
                 "detnoise with a CUDA toolkit that driver supports")
     if "no nvidia driver" in text or "found no nvidia driver" in text:
-        return "no NVIDIA driver is installed: install one, or draw with device='cpu' (the values are the same)"
+        return ("no NVIDIA driver is installed (check `nvidia-smi`): install one, or draw with device='cpu' "
+                "(the values are the same)")
     if "no cuda gpus are available" in text or "no cuda-capable device" in text:
         return ("no CUDA device is visible: check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or draw with device='cpu' "
                 "(the values are the same)")
