@@ -109,6 +109,8 @@ def reserve(generator: Any, blocks: int, *, default: Any = None) -> Reservation:
     with _lock:
         state = access.read(generator)
         seed, stream, start = _position_locked(generator, access, state)
+        if blocks == 0:  # an empty draw takes nothing and leaves the torch state as it was
+            return Reservation(seed, stream, start, 0, None)
         _layout.check_generator_room(start, blocks)
         end = start + blocks
         new_state = access.tagged(state, _tag(seed, stream, end))
