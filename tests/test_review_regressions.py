@@ -182,23 +182,6 @@ def test_import_under_inference_mode_and_a_meta_default_device_keeps_torch_gener
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
-def test_torch_generator_state_after_a_draw_is_the_same_in_every_process() -> None:
-    # The state a detnoise draw leaves is the old state with a tag of (seed, stream, end block)
-    # XORed into two Mersenne Twister words (Note [Torch generator positions]): no salted hash, so
-    # torch's own samplers see the same state in every process and release.
-    from detnoise import _resolve
-
-    used = torch.Generator().manual_seed(3)
-    fresh = used.get_state().numpy().tobytes()
-    detnoise.randn_tensor((2, 3), generator=used)
-    tag = _resolve._tag(3, 0, 2)
-    words = bytearray(fresh)
-    for slot, part in ((24, tag & 0xFFFFFFFF), (32, tag >> 32)):
-        value = int.from_bytes(words[slot : slot + 4], "little") ^ part
-        words[slot : slot + 4] = value.to_bytes(4, "little")
-    assert used.get_state().numpy().tobytes() == bytes(words)
-
-
 def test_unhashable_dtype_gets_the_descriptive_error() -> None:
     with pytest.raises(TypeError, match="not supported"):
         detnoise.randn(3, dtype=[1])  # type: ignore[arg-type]

@@ -8,26 +8,31 @@ Note [Torch generator positions]
 --------------------------------
 A ``detnoise.Generator`` carries its own (seed, stream, offset). A plain ``torch.Generator`` (CPU
 or CUDA; ``None`` in the torch-level patch means ``torch.default_generator``) has no detnoise
-position of its own: its position is a *function of its torch state*, so torch's semantics carry
-over (``manual_seed`` restarts, ``set_state`` replays, ``deepcopy``/``clone_state``/``fork_rng``
-restore):
+position of its own: its position is a *pure function of its torch state bytes*, so torch's
+semantics carry over in every process (``manual_seed`` restarts; ``set_state`` replays, also a
+state saved with ``torch.save`` and loaded elsewhere; ``deepcopy``/``clone_state``/``fork_rng``
+restore). docs/SPEC.md §3 states the encoding normatively:
 
+- after a draw of blocks [o, P) of (seed, stream), detnoise writes a *position record* into the
+  state: on the CPU, (seed, stream, P) and a SHA-256 check value over them and the rest of the
+  state's non-Mersenne-Twister fields, into the low halves of MT words 0-7; on CUDA, for stream 0
+  and P < 2^54, the Philox offset ``0xD7 << 56 | P << 2``. A state that holds a valid record is
+  that position;
 - the state right after ``manual_seed(s)`` is block 0 of stream 0 under seed ``s``;
-- a state that detnoise left after a draw ending at block P of (seed, stream) is block P of that
-  (seed, stream). After each draw detnoise moves the torch state to a new state that depends on
-  the old one and on (seed, stream, P) (:func:`_tag`), and records new state -> (seed, stream, P)
-  in a process-wide table bounded by an LRU (``_TABLE_SIZE`` entries);
-- any other state (torch itself drew from it, or it came from another process) starts stream
-  ``derived_stream(state bytes)`` at block 0 under ``seed = initial_seed()``: deterministic and
-  replayable, but device-dependent, because the torch draw that led to that state was.
+- any other state (torch itself drew from it) starts stream ``derived_stream(state bytes)`` at
+  block 0 under ``seed = initial_seed()``: deterministic and replayable, but device-dependent,
+  because the torch draw that led to that state was.
 
-CPU and CUDA generators seeded alike give the same positions as long as every draw from them is
-a detnoise draw. docs/SPEC.md §3 (informative part) states these rules for other implementers.
+The one bound: a CUDA generator on a derived stream, or past block 2^54, and generators of other
+devices get a marked state and a process-wide table entry (least recently used dropped beyond
+``_TABLE_SIZE``) instead, which replays only inside the process. An empty draw changes no state.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import struct
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Optional
@@ -38,16 +43,28 @@ import torch
 from detnoise import _layout
 from detnoise.generator import Generator
 
-__all__ = ["Reservation", "reserve", "position", "derived_stream"]
+__all__ = ["Reservation", "reserve", "position", "derived_stream", "position_record_check"]
 
 _MASK64 = (1 << 64) - 1
-_TABLE_SIZE = 1 << 16  # states detnoise left behind; 16 bytes of key + a tuple each
+_TABLE_SIZE = 1 << 16  # marked states that carry no record (CUDA derived streams, other devices)
 _FRESH_CACHE_SIZE = 64
 
-# CPU generator state (torch's legacy THGeneratorState): the Mersenne Twister words sit in
-# 624 uint64 slots (low 32 bits used) starting at byte 24; detnoise's tag goes into the first two.
+# CPU generator state (torch's CPUGeneratorImplState, 5056 bytes): a 24-byte header (initial seed,
+# left, seeded, next), 624 Mersenne Twister words in u64 slots of which torch keeps the low 32 bits,
+# then 40 bytes of normal-sampler cache. The record sits in the low halves of MT slots 0-7; its check
+# covers the header and the cache, which torch's draws change even where they leave the words alone.
 _CPU_STATE_SIZE = 5056
 _CPU_WORDS_BYTE = 24
+_CPU_WORDS_END = _CPU_WORDS_BYTE + 624 * 8
+_CPU_RECORD = struct.Struct("<" + "I4x" * 8)  # r0..r7; the high halves are written as 0, as torch does
+_RECORD_DOMAIN = b"detnoise/torch-position/v1"
+_POSITION = struct.Struct("<QQQ")
+
+# CUDA generator state (seed, Philox offset): offsets torch makes are small multiples of 4; detnoise
+# marks its own in the top byte. 0xD7: stream 0, block in bits 2-55. 0xD6: a table entry.
+_CUDA_RECORD_MARK = 0xD7
+_CUDA_TABLE_MARK = 0xD6
+_CUDA_BLOCK_LIMIT = 1 << 54
 
 
 class Reservation:
@@ -90,7 +107,7 @@ def reserve(generator: Any, blocks: int, *, default: Any = None) -> Reservation:
         ``None`` means ``default`` (``detnoise.default_generator`` for detnoise's own functions,
         ``torch.default_generator`` for the torch-level patch and ``randn_tensor``).
     blocks : int
-        Blocks the draw consumes (``_layout.blocks_for``); 0 takes nothing but still resolves.
+        Blocks the draw consumes (``_layout.blocks_for``); 0 takes nothing and changes no state.
 
     Raises ``ValueError`` (changing nothing) if the blocks would pass block 2**64 and
     ``TypeError`` for anything that is not a generator. Call ``undo()`` on the result if the draw
@@ -100,56 +117,48 @@ def reserve(generator: Any, blocks: int, *, default: Any = None) -> Reservation:
         generator = default
         if generator is None:
             raise TypeError("reserve: no generator and no default generator given")
-    if isinstance(generator, Generator):
-        taken = generator._reserve(blocks)
-        return Reservation(taken[0], taken[1], taken[2], blocks, lambda: generator._unreserve(taken))
-    if not isinstance(generator, torch.Generator) and not _looks_like_generator(generator):
-        raise TypeError(f"generator must be a torch.Generator or detnoise.Generator, got {type(generator).__name__}")
+    # type() first: isinstance against torch.Generator runs a Python-level metaclass check (~1 us).
+    if type(generator) is not torch.Generator:
+        if isinstance(generator, Generator):
+            taken = generator._reserve(blocks)
+            return Reservation(taken[0], taken[1], taken[2], blocks, lambda: generator._unreserve(taken))
+        if not isinstance(generator, torch.Generator) and not _looks_like_generator(generator):
+            raise TypeError(f"generator must be a torch.Generator or detnoise.Generator, got {type(generator).__name__}")
     access = _access_for(generator)
     with _lock:
-        state = access.read(generator)
-        seed, stream, start = _position_locked(generator, access, state)
-        if blocks == 0:  # an empty draw takes nothing and leaves the torch state as it was
-            return Reservation(seed, stream, start, 0, None)
-        _layout.check_generator_room(start, blocks)
-        end = start + blocks
-        new_state = access.tagged(state, _tag(seed, stream, end))
-        access.write(generator, new_state)
-        key = access.key(new_state)
-        _table[key] = (seed, stream, end)
-        _table.move_to_end(key)
-        if len(_table) > _TABLE_SIZE:
-            _table.popitem(last=False)
-
-    def undo() -> None:
-        with _lock:
-            if access.key(access.read(generator)) == key:
-                access.restore(generator, state)
-
-    return Reservation(seed, stream, start, blocks, undo)
+        return access.reserve(generator, blocks)
 
 
 def position(generator: Any, *, default: Any = None) -> tuple[int, int, int]:
     """(seed, stream, next block) of ``generator`` without taking anything."""
     if generator is None:
         generator = default
-    if isinstance(generator, Generator):
+    if type(generator) is not torch.Generator and isinstance(generator, Generator):
         return generator._snapshot()
     access = _access_for(generator)
     with _lock:
-        state = access.read(generator)
-        return _position_locked(generator, access, state)
+        return access.position(generator, access.read(generator))
 
 
 def derived_stream(state_bytes: bytes) -> int:
-    """The stream id for a torch state detnoise did not make: the first 8 bytes (little-endian)
-    of SHA-256("detnoise/torch-state/v1" + state bytes). Informative; see SPEC §3."""
+    """The stream id for a torch state that holds no position: the first 8 bytes (little-endian) of
+    SHA-256("detnoise/torch-state/v1" + state bytes). See SPEC §3."""
     return int.from_bytes(hashlib.sha256(b"detnoise/torch-state/v1" + state_bytes).digest()[:8], "little")
+
+
+@functools.lru_cache(maxsize=256)  # a draw verifies the record the previous draw wrote: one hash per draw
+def position_record_check(seed: int, stream: int, block: int, bound: bytes) -> int:
+    """The check value of a CPU position record (SPEC §3): the first 8 bytes (little-endian) of
+    SHA-256("detnoise/torch-position/v1" + u64 seed, stream, block + ``bound``), where ``bound`` is
+    the state's bytes 0-23 followed by its bytes 5016-5055."""
+    digest = hashlib.sha256(_RECORD_DOMAIN + _POSITION.pack(seed, stream, block) + bound).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 # ---- internals -----------------------------------------------------------------------------
 
-_lock = threading.RLock()
+_lock = threading.Lock()
+# Marked state key -> (seed, stream, next block), for the states that cannot hold a record.
 _table: OrderedDict[Any, tuple[int, int, int]] = OrderedDict()
 _fresh_cpu: OrderedDict[int, bytes] = OrderedDict()
 
@@ -167,83 +176,124 @@ def _splitmix64(value: int) -> int:
 
 
 def _tag(seed: int, stream: int, end: int) -> int:
-    """A nonzero 64-bit tag of (seed, stream, end): XORed into the torch state after a draw, so
-    that the new state differs from the old one, from any fresh state, and from what a draw of
-    another size would have left (two generators seeded alike never share a table entry)."""
+    """A nonzero 64-bit tag of (seed, stream, end) for the table-backed marks: the marked state
+    differs from the old one, from any fresh state, and from what a draw of another size leaves."""
     return _splitmix64(_splitmix64(_splitmix64(seed) ^ stream) ^ end) | 1
 
 
-def _position_locked(generator: Any, access: "_StateAccess", state: Any) -> tuple[int, int, int]:
-    known = _table.get(access.key(state))
-    if known is not None:
-        return known
-    seed = generator.initial_seed() % (1 << 64)
-    if access.is_fresh(generator, state, seed):
-        return seed, 0, 0
-    return seed, derived_stream(access.as_bytes(state)), 0
+def _remember(key: Any, where: tuple[int, int, int]) -> None:
+    _table[key] = where
+    _table.move_to_end(key)
+    if len(_table) > _TABLE_SIZE:
+        _table.popitem(last=False)
+
+
+def _marked(kind: str, state: bytes, where: tuple[int, int, int]) -> bytes:
+    """A state that cannot hold a record: its last 8 bytes XORed with the tag of ``where``, which
+    the table then maps back to ``where``."""
+    marked = bytearray(state)
+    for index, byte in enumerate(_tag(*where).to_bytes(8, "little")):
+        marked[-8 + index] ^= byte
+    _remember((kind, bytes(marked)), where)
+    return bytes(marked)
+
+
+def _recall(key: Any) -> Optional[tuple[int, int, int]]:
+    where = _table.get(key)
+    if where is not None:
+        _table.move_to_end(key)  # least recently *used* is dropped first
+    return where
 
 
 class _StateAccess:
-    """How to read, key, tag and write one kind of torch generator state."""
+    """How to read one kind of torch generator state, find its position and record a new one."""
+
+    def reserve(self, generator: Any, blocks: int) -> Reservation:
+        """:func:`reserve` for this kind of state; called with ``_lock`` held."""
+        state = self.read(generator)
+        seed, stream, start = self.position(generator, state)
+        if blocks == 0:  # an empty draw takes nothing and leaves the torch state as it was
+            return Reservation(seed, stream, start, 0, None)
+        _layout.check_generator_room(start, blocks)
+        written = self.record(generator, state, seed, stream, start + blocks)
+        return Reservation(seed, stream, start, blocks, functools.partial(self._undo_locked, generator, written))
+
+    def _undo_locked(self, generator: Any, written: Any) -> None:
+        with _lock:
+            self.undo(generator, written)
 
     def read(self, generator: Any) -> Any:
         raise NotImplementedError
 
-    def write(self, generator: Any, state: Any) -> None:
-        raise NotImplementedError
+    def position(self, generator: Any, state: Any) -> tuple[int, int, int]:
+        """SPEC §3's rules in order: a valid record, a fresh state, else a derived stream."""
+        recorded = self.recorded(state)
+        if recorded is not None:
+            return recorded
+        seed = generator.initial_seed() % (1 << 64)
+        if self.is_fresh(generator, state, seed):
+            return seed, 0, 0
+        return seed, derived_stream(self.as_bytes(state)), 0
 
-    def restore(self, generator: Any, state: Any) -> None:
-        """Puts back a state returned by ``read`` (after ``tagged`` was made from it)."""
-        self.write(generator, state)
-
-    def key(self, state: Any) -> Any:
-        raise NotImplementedError
-
-    def as_bytes(self, state: Any) -> bytes:
-        raise NotImplementedError
-
-    def tagged(self, state: Any, tag: int) -> Any:
+    def recorded(self, state: Any) -> Optional[tuple[int, int, int]]:
         raise NotImplementedError
 
     def is_fresh(self, generator: Any, state: Any, seed: int) -> bool:
         raise NotImplementedError
 
+    def as_bytes(self, state: Any) -> bytes:
+        raise NotImplementedError
+
+    def record(self, generator: Any, state: Any, seed: int, stream: int, block: int) -> Any:
+        """Writes the state that stands at ``block`` of (seed, stream); returns what ``undo`` needs."""
+        raise NotImplementedError
+
+    def undo(self, generator: Any, written: Any) -> None:
+        raise NotImplementedError
+
 
 class _CpuAccess(_StateAccess):
-    """A CPU generator: the state as (tensor, its 5056 bytes, a numpy view of the tensor). Bytes compare and hash in well under
-    a microsecond (torch.equal on the tensor costs about 8 us); the tag is XORed into the tensor
-    that get_state() returned, which then goes back through set_state() without another copy."""
+    """A CPU generator: the state tensor and a numpy view of it (``tensor.numpy()`` once per state;
+    the record is packed into that view, which goes back through set_state without another copy)."""
 
-    def read(self, generator: Any) -> tuple[torch.Tensor, bytes, np.ndarray]:
+    def reserve(self, generator: Any, blocks: int) -> Reservation:
+        # The base class's steps, inlined for the common case (a 5056-byte state): this path runs
+        # once per draw from a plain CPU generator, and each Python call costs ~0.1 us.
+        state = self.read(generator)
+        array = state[1]
+        if len(array) != _CPU_STATE_SIZE or blocks == 0:
+            return super().reserve(generator, blocks)
+        r = _CPU_RECORD.unpack_from(array, _CPU_WORDS_BYTE)
+        seed, stream, start = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
+        if r[6] | r[7] << 32 != position_record_check(seed, stream, start, self._bound(state[2])):
+            seed = generator.initial_seed() % (1 << 64)
+            stream = 0 if self.is_fresh(generator, state, seed) else derived_stream(state[2])
+            start = 0
+        _layout.check_generator_room(start, blocks)
+        written = self.record(generator, state, seed, stream, start + blocks)
+        return Reservation(seed, stream, start, blocks, functools.partial(self._undo_locked, generator, written))
+
+    def read(self, generator: Any) -> tuple[torch.Tensor, np.ndarray, bytes]:
         state = generator.get_state()
-        array = state.numpy()  # tensor.numpy() costs ~4 us: once per state
-        return state, array.tobytes(), array
+        array = state.numpy()
+        return state, array, array.tobytes()
 
-    def write(self, generator: Any, state: tuple[torch.Tensor, bytes, np.ndarray]) -> None:
-        generator.set_state(state[0])
+    @staticmethod
+    def _bound(data: bytes) -> bytes:
+        """What the record's check covers besides the position; unchanged by writing the record."""
+        return data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
 
-    def restore(self, generator: Any, state: tuple[torch.Tensor, bytes, np.ndarray]) -> None:
-        generator.set_state(torch.frombuffer(bytearray(state[1]), dtype=torch.uint8))  # state[0] was tagged
+    def recorded(self, state: tuple[torch.Tensor, np.ndarray, bytes]) -> Optional[tuple[int, int, int]]:
+        array = state[1]
+        if len(array) != _CPU_STATE_SIZE:  # a layout torch may use one day: the table
+            return _recall(("cpu", array.tobytes()))
+        r = _CPU_RECORD.unpack_from(array, _CPU_WORDS_BYTE)
+        seed, stream, block = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
+        if r[6] | r[7] << 32 == position_record_check(seed, stream, block, self._bound(state[2])):
+            return seed, stream, block
+        return None
 
-    def key(self, state: tuple[torch.Tensor, bytes, np.ndarray]) -> Any:
-        # Process-wide table only: Python's (salted) bytes hash is a fine digest here.
-        return ("cpu", hash(state[1]), len(state[1]))
-
-    def as_bytes(self, state: tuple[torch.Tensor, bytes, np.ndarray]) -> bytes:
-        return state[1]
-
-    def tagged(self, state: tuple[torch.Tensor, bytes, np.ndarray], tag: int) -> tuple[torch.Tensor, bytes, np.ndarray]:
-        tensor, array = state[0], state[2]
-        if len(state[1]) != _CPU_STATE_SIZE:  # an unknown layout
-            tensor = torch.frombuffer(bytearray(_GenericAccess.nudged_cpu_bytes(state[1], tag)), dtype=torch.uint8)
-            array = tensor.numpy()
-            return tensor, array.tobytes(), array
-        words = array.view(np.uint32)  # little-endian: word 6 is bytes 24-27, word 8 bytes 32-35
-        words[_CPU_WORDS_BYTE // 4] ^= tag & 0xFFFFFFFF
-        words[_CPU_WORDS_BYTE // 4 + 2] ^= tag >> 32
-        return tensor, array.tobytes(), array
-
-    def is_fresh(self, generator: Any, state: tuple[torch.Tensor, bytes, np.ndarray], seed: int) -> bool:
+    def is_fresh(self, generator: Any, state: tuple[torch.Tensor, np.ndarray, bytes], seed: int) -> bool:
         fresh = _fresh_cpu.get(seed)
         if fresh is None:
             twin = torch.Generator()
@@ -252,7 +302,35 @@ class _CpuAccess(_StateAccess):
             _fresh_cpu[seed] = fresh
             if len(_fresh_cpu) > _FRESH_CACHE_SIZE:
                 _fresh_cpu.popitem(last=False)
-        return state[1] == fresh
+        return state[2] == fresh
+
+    def as_bytes(self, state: tuple[torch.Tensor, np.ndarray, bytes]) -> bytes:
+        return state[2]
+
+    def record(self, generator: Any, state: tuple[torch.Tensor, np.ndarray, bytes], seed: int, stream: int,
+               block: int) -> tuple[bytes, np.ndarray]:
+        tensor, array = state[0], state[1]
+        if len(array) != _CPU_STATE_SIZE:
+            before = state[2]
+            tensor = torch.frombuffer(bytearray(_marked("cpu", before, (seed, stream, block))), dtype=torch.uint8)
+            array = tensor.numpy()
+        else:
+            before = state[2][_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + _CPU_RECORD.size]
+            check = position_record_check(seed, stream, block, self._bound(state[2]))
+            _CPU_RECORD.pack_into(array, _CPU_WORDS_BYTE, seed & 0xFFFFFFFF, seed >> 32, stream & 0xFFFFFFFF,
+                                  stream >> 32, block & 0xFFFFFFFF, block >> 32, check & 0xFFFFFFFF, check >> 32)
+        generator.set_state(tensor)
+        return before, array
+
+    def undo(self, generator: Any, written: tuple[bytes, np.ndarray]) -> None:
+        before, array = written
+        current = generator.get_state()
+        if np.array_equal(current.numpy(), array):
+            if len(before) == len(array):
+                current = torch.frombuffer(bytearray(before), dtype=torch.uint8)
+            else:  # only the record's words changed
+                current.numpy()[_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + len(before)] = np.frombuffer(before, np.uint8)
+            generator.set_state(current)
 
 
 class _CudaAccess(_StateAccess):
@@ -267,7 +345,7 @@ class _CudaAccess(_StateAccess):
         seed, offset = generator.get_state().view(torch.int64).tolist()
         return seed % (1 << 64), offset % (1 << 64)
 
-    def write(self, generator: Any, state: tuple[int, int]) -> None:
+    def _write(self, generator: Any, state: tuple[int, int]) -> None:
         set_offset = getattr(generator, "set_offset", None)
         if set_offset is not None and generator.initial_seed() % (1 << 64) == state[0]:
             set_offset(state[1])
@@ -275,49 +353,61 @@ class _CudaAccess(_StateAccess):
         packed = torch.tensor([_as_int64(state[0]), _as_int64(state[1])], dtype=torch.int64)
         generator.set_state(packed.view(torch.uint8))
 
-    def key(self, state: tuple[int, int]) -> Any:
-        return ("cuda", state[0], state[1])
-
-    def as_bytes(self, state: tuple[int, int]) -> bytes:
-        return state[0].to_bytes(8, "little") + state[1].to_bytes(8, "little")
-
-    def tagged(self, state: tuple[int, int], tag: int) -> tuple[int, int]:
-        # torch's CUDA offsets are multiples of 4: keep it so (the tag's low bits shifted out).
-        return state[0], state[1] ^ ((tag << 2) & _MASK64)
+    def recorded(self, state: tuple[int, int]) -> Optional[tuple[int, int, int]]:
+        mark = state[1] >> 56
+        if mark == _CUDA_RECORD_MARK:
+            return state[0], 0, (state[1] >> 2) & (_CUDA_BLOCK_LIMIT - 1)
+        if mark == _CUDA_TABLE_MARK:
+            return _recall(("cuda", state[0], state[1]))
+        return None
 
     def is_fresh(self, generator: Any, state: tuple[int, int], seed: int) -> bool:
         return state[1] == 0
 
+    def as_bytes(self, state: tuple[int, int]) -> bytes:
+        return state[0].to_bytes(8, "little") + state[1].to_bytes(8, "little")
+
+    def record(self, generator: Any, state: tuple[int, int], seed: int, stream: int, block: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        if stream == 0 and block < _CUDA_BLOCK_LIMIT:
+            offset = _CUDA_RECORD_MARK << 56 | block << 2
+        else:  # does not fit in 64 bits: a marked offset and a table entry, this process only
+            offset = _CUDA_TABLE_MARK << 56 | (_tag(seed, stream, block) & (_CUDA_BLOCK_LIMIT - 1)) << 2
+            _remember(("cuda", state[0], offset), (seed, stream, block))
+        written = (state[0], offset)
+        self._write(generator, written)
+        return state, written
+
+    def undo(self, generator: Any, written: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        if self.read(generator) == written[1]:
+            self._write(generator, written[0])
+
 
 class _GenericAccess(_StateAccess):
-    """Other devices (MPS, XPU, ...): the state tensor's bytes; fresh states from a seeded twin."""
+    """Other devices (MPS, XPU, ...): the state tensor's bytes, marked and remembered in the table
+    (this process only); fresh states from a seeded twin."""
 
     def read(self, generator: Any) -> bytes:
         return generator.get_state().cpu().numpy().tobytes()
 
-    def write(self, generator: Any, state: bytes) -> None:
-        generator.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
-
-    def key(self, state: bytes) -> Any:
-        return ("other", hash(state), len(state))
-
-    def as_bytes(self, state: bytes) -> bytes:
-        return state
-
-    @staticmethod
-    def nudged_cpu_bytes(state: bytes, tag: int) -> bytes:
-        words = bytearray(state)
-        for index, byte in enumerate(tag.to_bytes(8, "little")):
-            words[-8 + index] ^= byte
-        return bytes(words)
-
-    def tagged(self, state: bytes, tag: int) -> bytes:
-        return self.nudged_cpu_bytes(state, tag)
+    def recorded(self, state: bytes) -> Optional[tuple[int, int, int]]:
+        return _recall(("other", state))
 
     def is_fresh(self, generator: Any, state: bytes, seed: int) -> bool:
         twin = torch.Generator(device=generator.device)
         twin.manual_seed(seed)
         return state == twin.get_state().cpu().numpy().tobytes()
+
+    def as_bytes(self, state: bytes) -> bytes:
+        return state
+
+    def record(self, generator: Any, state: bytes, seed: int, stream: int, block: int) -> tuple[bytes, bytes]:
+        marked = _marked("other", state, (seed, stream, block))
+        generator.set_state(torch.frombuffer(bytearray(marked), dtype=torch.uint8))
+        return state, marked
+
+    def undo(self, generator: Any, written: tuple[bytes, bytes]) -> None:
+        if self.read(generator) == written[1]:
+            generator.set_state(torch.frombuffer(bytearray(written[0]), dtype=torch.uint8))
 
 
 _CPU_ACCESS = _CpuAccess()
