@@ -146,7 +146,6 @@ def derived_stream(state_bytes: bytes) -> int:
     return int.from_bytes(hashlib.sha256(b"detnoise/torch-state/v1" + state_bytes).digest()[:8], "little")
 
 
-@functools.lru_cache(maxsize=256)  # a draw verifies the record the previous draw wrote: one hash per draw
 def position_record_check(seed: int, stream: int, block: int, bound: bytes) -> int:
     """The check value of a CPU position record (SPEC §3): the first 8 bytes (little-endian) of
     SHA-256("detnoise/torch-position/v1" + u64 seed, stream, block + ``bound``), where ``bound`` is
@@ -188,6 +187,17 @@ def _remember(key: Any, where: tuple[int, int, int]) -> None:
         _table.popitem(last=False)
 
 
+# Record bytes + bound -> position, for records known to be valid: memoises the check of the record
+# the previous draw wrote (a pure function of these bytes, so the cache changes no result).
+_valid_records: dict[bytes, tuple[int, int, int]] = {}
+
+
+def _remember_valid(key: bytes, where: tuple[int, int, int]) -> None:
+    if len(_valid_records) >= 1024:
+        _valid_records.clear()
+    _valid_records[key] = where
+
+
 def _marked(kind: str, state: bytes, where: tuple[int, int, int]) -> bytes:
     """A state that cannot hold a record: its last 8 bytes XORed with the tag of ``where``, which
     the table then maps back to ``where``."""
@@ -211,7 +221,7 @@ class _StateAccess:
     def reserve(self, generator: Any, blocks: int) -> Reservation:
         """:func:`reserve` for this kind of state; called with ``_lock`` held."""
         state = self.read(generator)
-        seed, stream, start = self.position(generator, state)
+        seed, stream, start = self.recorded(state) or self.unrecorded(generator, state)
         if blocks == 0:  # an empty draw takes nothing and leaves the torch state as it was
             return Reservation(seed, stream, start, 0, None)
         _layout.check_generator_room(start, blocks)
@@ -227,9 +237,10 @@ class _StateAccess:
 
     def position(self, generator: Any, state: Any) -> tuple[int, int, int]:
         """SPEC §3's rules in order: a valid record, a fresh state, else a derived stream."""
-        recorded = self.recorded(state)
-        if recorded is not None:
-            return recorded
+        return self.recorded(state) or self.unrecorded(generator, state)
+
+    def unrecorded(self, generator: Any, state: Any) -> tuple[int, int, int]:
+        """The position of a state without a record: fresh after manual_seed, else derived."""
         seed = generator.initial_seed() % (1 << 64)
         if self.is_fresh(generator, state, seed):
             return seed, 0, 0
@@ -256,23 +267,6 @@ class _CpuAccess(_StateAccess):
     """A CPU generator: the state tensor and a numpy view of it (``tensor.numpy()`` once per state;
     the record is packed into that view, which goes back through set_state without another copy)."""
 
-    def reserve(self, generator: Any, blocks: int) -> Reservation:
-        # The base class's steps, inlined for the common case (a 5056-byte state): this path runs
-        # once per draw from a plain CPU generator, and each Python call costs ~0.1 us.
-        state = self.read(generator)
-        array = state[1]
-        if len(array) != _CPU_STATE_SIZE or blocks == 0:
-            return super().reserve(generator, blocks)
-        r = _CPU_RECORD.unpack_from(array, _CPU_WORDS_BYTE)
-        seed, stream, start = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
-        if r[6] | r[7] << 32 != position_record_check(seed, stream, start, self._bound(state[2])):
-            seed = generator.initial_seed() % (1 << 64)
-            stream = 0 if self.is_fresh(generator, state, seed) else derived_stream(state[2])
-            start = 0
-        _layout.check_generator_room(start, blocks)
-        written = self.record(generator, state, seed, stream, start + blocks)
-        return Reservation(seed, stream, start, blocks, functools.partial(self._undo_locked, generator, written))
-
     def read(self, generator: Any) -> tuple[torch.Tensor, np.ndarray, bytes]:
         state = generator.get_state()
         array = state.numpy()
@@ -283,13 +277,23 @@ class _CpuAccess(_StateAccess):
         """What the record's check covers besides the position; unchanged by writing the record."""
         return data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
 
+    @staticmethod
+    def _record_key(data: bytes) -> bytes:
+        """The bytes a record's validity depends on: the record words and the bound."""
+        return data[_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + _CPU_RECORD.size] + data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
+
     def recorded(self, state: tuple[torch.Tensor, np.ndarray, bytes]) -> Optional[tuple[int, int, int]]:
-        array = state[1]
-        if len(array) != _CPU_STATE_SIZE:  # a layout torch may use one day: the table
-            return _recall(("cpu", array.tobytes()))
-        r = _CPU_RECORD.unpack_from(array, _CPU_WORDS_BYTE)
+        data = state[2]
+        if len(data) != _CPU_STATE_SIZE:  # a layout torch may use one day: the table
+            return _recall(("cpu", data))
+        key = self._record_key(data)
+        known = _valid_records.get(key)  # usually the record the previous draw wrote: no hash
+        if known is not None:
+            return known
+        r = _CPU_RECORD.unpack_from(data, _CPU_WORDS_BYTE)
         seed, stream, block = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
-        if r[6] | r[7] << 32 == position_record_check(seed, stream, block, self._bound(state[2])):
+        if r[6] | r[7] << 32 == position_record_check(seed, stream, block, self._bound(data)):
+            _remember_valid(key, (seed, stream, block))
             return seed, stream, block
         return None
 
@@ -316,9 +320,12 @@ class _CpuAccess(_StateAccess):
             array = tensor.numpy()
         else:
             before = state[2][_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + _CPU_RECORD.size]
-            check = position_record_check(seed, stream, block, self._bound(state[2]))
-            _CPU_RECORD.pack_into(array, _CPU_WORDS_BYTE, seed & 0xFFFFFFFF, seed >> 32, stream & 0xFFFFFFFF,
-                                  stream >> 32, block & 0xFFFFFFFF, block >> 32, check & 0xFFFFFFFF, check >> 32)
+            bound = self._bound(state[2])
+            check = position_record_check(seed, stream, block, bound)
+            words = (seed & 0xFFFFFFFF, seed >> 32, stream & 0xFFFFFFFF, stream >> 32, block & 0xFFFFFFFF, block >> 32,
+                     check & 0xFFFFFFFF, check >> 32)
+            _CPU_RECORD.pack_into(array, _CPU_WORDS_BYTE, *words)
+            _remember_valid(_CPU_RECORD.pack(*words) + bound, (seed, stream, block))
         generator.set_state(tensor)
         return before, array
 
@@ -415,8 +422,14 @@ _CUDA_ACCESS = _CudaAccess()
 _GENERIC_ACCESS = _GenericAccess()
 
 
+_CPU_DEVICE = torch.device("cpu")
+
+
 def _access_for(generator: Any) -> _StateAccess:
-    device_type = generator.device.type
+    device = generator.device
+    if device == _CPU_DEVICE:  # compares without building device.type's string (~0.2 us)
+        return _CPU_ACCESS
+    device_type = device.type
     if device_type == "cpu":
         return _CPU_ACCESS
     if device_type == "cuda":
