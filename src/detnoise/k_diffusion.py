@@ -198,7 +198,7 @@ def prepare_noise(latent_image: torch.Tensor, seed: SeedArg, noise_inds: BatchIn
         return _initial_rows(latent_image, seeds, None)
     noises = [_initial_rows(part, seeds, index) for index, part in enumerate(parts)]
     if type(latent_image) is torch.Tensor:
-        return torch.nested.nested_tensor(noises)
+        return torch.nested.nested_tensor(noises, layout=latent_image.layout)
     return type(latent_image)(noises)
 
 
