@@ -382,3 +382,30 @@ def test_import_detnoise_stays_lazy():
                             env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def readme_block() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## k-diffusion and ComfyUI"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@needs_kdiffusion
+def test_readme_block_runs_as_written():
+    """The README's k-diffusion block, unchanged, in a fresh process where ``import k_diffusion.sampling``
+    finds k-diffusion 0.1.1.post1's sampling.py (its package __init__ needs torchvision, clip, wandb)."""
+    block = readme_block()
+    assert "import k_diffusion.sampling as sampling" in block
+    code = f"""
+import sys
+sys.path[:0] = [{str(ROOT / 'tests')!r}, {str(ROOT / 'src')!r}]
+from kdiffusion_support import load_sampling
+load_sampling("k_diffusion")
+namespace = {{}}
+exec(compile({block!r}, "README.md", "exec"), namespace)
+images = namespace["images"]
+print(tuple(images.shape), bool(images.isfinite().all()))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "(4, 4, 64, 64) True"
