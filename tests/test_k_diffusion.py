@@ -377,11 +377,13 @@ def test_patch_k_diffusion_handles():
 
 
 def test_import_detnoise_stays_lazy():
-    code = "import sys, detnoise; print('detnoise.k_diffusion' in sys.modules, 'detnoise.comfyui' in sys.modules); import detnoise.k_diffusion"
+    code = ("import sys, detnoise; print('detnoise.k_diffusion' in sys.modules, 'detnoise.comfyui' in sys.modules); "
+            "print(detnoise.k_diffusion.prepare_noise is sys.modules['detnoise.k_diffusion'].prepare_noise, "
+            "hasattr(detnoise, 'comfyui'), hasattr(detnoise, 'no_such_name'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "False"]
+    assert result.stdout.split() == ["False", "False", "True", "True", "False"]
 
 
 def readme_block() -> str:
