@@ -366,9 +366,12 @@ def test_patch_k_diffusion_handles():
     assert module.default_noise_sampler is dk.default_noise_sampler  # second still holds it
     second.release()
     assert module.default_noise_sampler is original and module.BrownianTreeNoiseSampler is object
-    dk.patch_k_diffusion(module)
+    handle = dk.patch_k_diffusion(module)
     dk.unpatch_k_diffusion()
     assert module.default_noise_sampler is original
+    handle.release()  # after unpatch_k_diffusion: nothing left to do
+    with dk.patch_k_diffusion("detnoise.k_diffusion") as own:  # a dotted name works too
+        assert own.names == ["default_noise_sampler", "BrownianTreeNoiseSampler"]
     dk.unpatch_k_diffusion(module)  # idempotent
     with pytest.raises(ValueError, match="neither"):
         dk.patch_k_diffusion(types.ModuleType("empty"))

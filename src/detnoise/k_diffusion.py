@@ -21,6 +21,7 @@ torch.Size([2, 4, 8, 8])
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -374,6 +375,8 @@ class KDiffusionPatch:
                 return
             self.active = False
             key = id(self.module)
+            if key not in _holders:  # unpatch_k_diffusion released it already
+                return
             _holders[key] -= 1
             if not _holders[key]:
                 _restore_locked(key)
@@ -487,8 +490,7 @@ class _ScopedNoise:
 
 
 def _iter_modules(names: Sequence[str]) -> Iterator[ModuleType]:
-    import sys
-
+    """The modules among ``names`` that are loaded and define a noise sampler name."""
     for name in names:
         module = sys.modules.get(name)
         if module is not None and any(hasattr(module, attr) for attr in _REPLACEMENTS):
