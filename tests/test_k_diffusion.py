@@ -219,6 +219,27 @@ def test_initial_noise_and_brownian_increment_are_uncorrelated():
     assert uncorrelated(initial, brownian)
 
 
+@pytest.mark.parametrize("kind", ["ancestral", "brownian"])
+def test_step_noise_is_standard_and_uncorrelated_across_steps(kind):
+    """Over 64 seeds, each step's noise has E[z^2] = 1 within 5 standard errors (sqrt(2/n)), and
+    consecutive steps are uncorrelated (within 4/sqrt(n))."""
+    sigmas = [14.6, 6.0, 2.0, 0.5, 0.1, 0.03]
+    steps: list[list[torch.Tensor]] = [[] for _ in sigmas[1:]]
+    for s in SEEDS:
+        if kind == "ancestral":
+            sampler = dk.default_noise_sampler(LATENT, seed=s)
+        else:
+            sampler = dk.BrownianTreeNoiseSampler(LATENT, 0.03, 14.6, seed=s)
+        for k, (sigma, sigma_next) in enumerate(zip(sigmas, sigmas[1:])):
+            steps[k].append(sampler(torch.tensor(sigma), torch.tensor(sigma_next)))
+    n = len(SEEDS) * LATENT.numel()
+    for k, values in enumerate(steps):
+        second_moment = float(torch.cat([v.double().flatten() for v in values]).square().mean())
+        assert abs(second_moment - 1) <= 5 * math.sqrt(2 / n), (k, second_moment)
+    for k in range(len(steps) - 1):
+        assert uncorrelated(steps[k], steps[k + 1]), k
+
+
 def test_the_check_fails_for_patch_torch_alone():
     """ComfyUI's GPU branch seeds its ancestral generator with ``seed`` (the CPU one with seed + 1).
     Under patch_torch() alone a generator seeded s gives what the initial noise's CPU generator
