@@ -41,6 +41,18 @@ from detnoise.torch_patch import TorchPatch, patch_torch, unpatch_torch
 
 __version__ = "0.1.0"
 
+# Submodules loaded on first use, so `import detnoise` does not pay for them.
+_LAZY_SUBMODULES = ("k_diffusion", "comfyui")
+
+
+def __getattr__(name: str) -> object:
+    """``detnoise.k_diffusion`` and ``detnoise.comfyui``, imported when first named."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"detnoise.{name}")
+    raise AttributeError(f"module 'detnoise' has no attribute {name!r}")
+
 __all__ = [
     "DEFAULT_SEED",
     "SPEC_VERSION",

@@ -312,7 +312,10 @@ class BatchedBrownianTree:
 class BrownianTreeNoiseSampler:
     """k-diffusion's ``BrownianTreeNoiseSampler`` on :class:`BatchedBrownianTree`: ``sampler(sigma,
     sigma_next)`` is ``W(t(sigma), t(sigma_next)) / sqrt(|t(sigma_next) - t(sigma)|)``, unit-variance
-    noise for the step, with ``t = transform(sigma)``.
+    noise for the step, with ``t = transform(sigma)``. ``cpu=`` (ComfyUI's signature) is accepted
+    and has no effect: the values are the same on every device. An int seed is one tree over the
+    whole batch, as in k-diffusion; :class:`detnoise.k_diffusion.BrownianTreeNoiseSampler` gives
+    every row a tree of its own.
 
     >>> import torch, detnoise
     >>> x = torch.zeros(1, 4, 8, 8)
@@ -328,7 +331,9 @@ class BrownianTreeNoiseSampler:
         sigma_max: TimeArg,
         seed: SeedArg = None,
         transform: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+        cpu: bool = False,
     ) -> None:
+        # cpu=: ComfyUI's signature; no effect, the values are the same on every device.
         self.transform = transform
         t0, t1 = self.transform(torch.as_tensor(sigma_min)), self.transform(torch.as_tensor(sigma_max))
         self.tree = BatchedBrownianTree(x, t0, t1, seed)
