@@ -26,7 +26,7 @@ from typing import Any, Callable, Union
 
 import torch
 
-from detnoise import _layout, _native, _resolve
+from detnoise import _layout, _native, _resolve, cuda_diagnosis
 from detnoise.functional import _parse_size
 
 __all__ = ["BrownianTree", "BatchedBrownianTree", "BrownianTreeNoiseSampler"]
@@ -34,6 +34,9 @@ __all__ = ["BrownianTree", "BatchedBrownianTree", "BrownianTreeNoiseSampler"]
 # SPEC §9.1: leaf times k 2^-D stay exact in float64 up to this depth.
 _MAX_DEPTH = 52
 _MIN_LENGTH = 2.0**-960
+# SPEC §9.1: a float32 compute type (float32, float16, bfloat16 trees) keeps every W and every
+# difference below 2^127 only up to this length; float64 trees take any finite length.
+_MAX_LENGTH_F32 = 2.0**240
 # W(u) values kept per tree: a sampler's queries reuse their end points (W(t_k) ends one query and
 # starts the next; DPM-Solver-SDE asks (s, mid) then (s, t)). Reuse returns the same bits.
 _CACHED_POINTS = 4
@@ -89,6 +92,43 @@ def _time(value: TimeArg, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a float, got {type(value).__name__}")
     return float(value)
+
+
+def _usable_device(device: str | torch.device | int | None) -> torch.device:
+    """``device`` as a torch.device once a tree can compute there, else RuntimeError naming the fix.
+
+    Checked when the tree is built, before a generator advances: torch's own failure would come at
+    the first query (an AssertionError on a CPU-only torch). Devices other than CPU and CUDA get the
+    CPU's values moved there, so they only need to exist.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, bool):
+        raise TypeError("BrownianTree: device must be a str, torch.device or int, got bool")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise RuntimeError(f"BrownianTree: invalid device {device!r}: {error}") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        problems = cuda_diagnosis.cuda_problems()
+        if problems:
+            raise RuntimeError(f"BrownianTree: cannot compute on {resolved}: " + "; ".join(problems))
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"BrownianTree: {resolved} does not exist; torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return resolved
+    try:
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, NotImplementedError) as error:
+        first_line = str(error).strip().split("\n")[0].split(". ")[0]
+        raise RuntimeError(
+            f"BrownianTree: cannot put increments on {resolved} ({first_line}). The values do not depend on the "
+            "device, so device='cpu' gives the same bits"
+        ) from None
+    return resolved
 
 
 def _depth(length: float, tol: float) -> int:
@@ -164,13 +204,14 @@ class BrownianTree:
         else:
             shape = _parse_size((shape_or_tensor,), "BrownianTree")
         dtype = dtype if dtype is not None else torch.get_default_dtype()
-        if dtype not in _native.FLOAT_DTYPES:
+        if not isinstance(dtype, torch.dtype) or dtype not in _native.FLOAT_DTYPES:
             raise TypeError(f"BrownianTree: dtype {dtype} is not supported; use float32, float64, float16 or bfloat16")
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        if device.type == "cuda":
-            reason = _native.cuda_unavailable_reason()
-            if reason is not None:
-                raise RuntimeError(f"BrownianTree: cannot compute on {device}: {reason}")
+        if dtype != torch.float64 and length > _MAX_LENGTH_F32:
+            raise ValueError(
+                f"BrownianTree: t1 - t0 = {length!r} is above 2**240, the longest interval a {dtype} tree computes "
+                "without overflow (SPEC §9.1); use dtype=torch.float64 or rescale the time axis"
+            )
+        device = _usable_device(device)
         self.t0, self.t1, self.length, self.tol = start, end, length, tol
         self.depth = _depth(length, tol)
         self.shape, self.dtype, self.device = shape, dtype, device
