@@ -148,3 +148,30 @@ def test_uniform_at_extreme_accepted_bounds_is_finite_and_equals_the_reference(d
         want = reference.uniform_range(4096, dtype, 0, 0, 0, low=low, high=high)
         assert_bits_equal(got, want, f"uniform_({low}, {high}) {dtype}")
         assert torch.isfinite(got).all(), (low, high)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_tensor_mean_and_std_with_non_finite_elements_equal_the_reference(dtype: str) -> None:
+    # Each element i is element i of the number-parameter draw with (mean[i], std[i]) (SPEC §10.1),
+    # NaNs canonical whether they come from a NaN mean, 0 * inf or inf - inf.
+    means = [NAN, INF, -INF, 2.0, -INF, 1e38, NAN, 0.5]
+    stds = [INF, INF, INF, 3.0, 2.0, 1e38, 2.0, INF]
+    g = detnoise.Generator(seed=0)
+    g.offset = ZERO_RADIUS_BLOCK
+    mean_t = torch.tensor(means, dtype=DTYPES[dtype])
+    std_t = torch.tensor(stds, dtype=DTYPES[dtype])
+    with detnoise.patch_torch():
+        got = torch.normal(mean_t, std_t, generator=g)
+    compute = {"float64": torch.float64}.get(dtype, torch.float32)
+    expected = np.stack([
+        np.asarray(reference.normal_affine(8, dtype, 0, 0, ZERO_RADIUS_BLOCK, mean=float(m), std=float(s)))[i]
+        for i, (m, s) in enumerate(zip(mean_t.to(compute).tolist(), std_t.to(compute).tolist()))
+    ])
+    assert_bits_equal(got, expected, f"normal(mean tensor, std tensor) {dtype}")
+
+
+def test_functional_normal_with_an_infinite_std_equals_the_reference() -> None:
+    g = detnoise.Generator(seed=0)
+    g.offset = ZERO_RADIUS_BLOCK
+    got = detnoise.normal_(torch.empty(4, dtype=torch.bfloat16), 0.0, INF, generator=g)
+    assert_bits_equal(got, reference.normal_affine(4, "bfloat16", 0, 0, ZERO_RADIUS_BLOCK, std=INF))
