@@ -419,3 +419,23 @@ def test_cuda_tree_refusal_names_the_fix_in_a_fresh_process() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.startswith("refused: BrownianTree: cannot compute on cuda"), result.stdout + result.stderr
     assert "install" in result.stdout or "nvidia-smi" in result.stdout or "reinstall" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: detnoise.BatchedBrownianTree(x, 1.0, 1.0),
+        lambda x: detnoise.BatchedBrownianTree(x, 0.0, float("nan")),
+        lambda x: detnoise.BatchedBrownianTree(x.half(), 0.0, 1e77, tol=1e77),
+        lambda x: detnoise.BrownianTreeNoiseSampler(x, float("nan"), 2.0),
+        lambda x: detnoise.BrownianTreeNoiseSampler(x, 2.0, 2.0),
+    ],
+)
+def test_refused_drop_ins_leave_the_default_generator_alone(make) -> None:
+    # With seed=None the drop-ins take their seed from torch's default generator; a refused tree must
+    # not have taken it (it used to be drawn before the tree checked its interval).
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError):
+        make(torch.zeros(2, 3))
+    assert torch.equal(torch.get_rng_state(), state)

@@ -323,17 +323,18 @@ class BatchedBrownianTree:
     def __init__(self, x: torch.Tensor, t0: TimeArg, t1: TimeArg, seed: SeedArg = None, **kwargs: Any) -> None:
         t0, t1, self.sign = self.sort(_time(t0, "t0"), _time(t1, "t1"))
         w0 = kwargs.get("w0", torch.zeros_like(x))
-        if seed is None:
-            seed = _seed_from(None, None)[0]
-        self.batched = True
-        try:
-            assert len(seed) == x.shape[0]  # type: ignore[arg-type]  # diffusers' own check, same error
-            w0 = w0[0]
-            seeds = list(seed)  # type: ignore[arg-type]
-        except TypeError:
-            seeds = [seed]
-            self.batched = False
-        shape = (len(seeds), *w0.shape)
+        self.batched = seed is not None
+        seeds: list[int] | None = None  # None: one seed from torch's default generator, taken by the tree
+        if seed is not None:
+            try:
+                assert len(seed) == x.shape[0]  # type: ignore[arg-type]  # diffusers' own check, same error
+                w0 = w0[0]
+                seeds = list(seed)  # type: ignore[arg-type]
+            except TypeError:
+                seeds = [seed]  # type: ignore[list-item]
+                self.batched = False
+        # The tree checks its arguments before it draws that seed: a refused tree moves no generator.
+        shape = (len(seeds) if seeds is not None else 1, *w0.shape)
         self.tree = BrownianTree(t0, t1, shape, seed=seeds, tol=kwargs.get("tol", 1e-6), device=w0.device, dtype=w0.dtype)
 
     @staticmethod
