@@ -148,7 +148,8 @@ class BrownianTree:
     Parameters
     ----------
     t0, t1 : float
-        The interval, ``t0 < t1``. Queries must lie inside it.
+        The interval, ``t0 < t1``, at least ``2**-960`` long and, unless ``dtype`` is float64, at most
+        ``2**240`` (longer float32 trees would overflow; SPEC §9.1). Queries must lie inside it.
     shape_or_tensor : tuple of ints or torch.Tensor
         Shape of every increment; a tensor also gives the default ``dtype`` and ``device``.
     generator : torch.Generator, detnoise.Generator or a list of them, optional
@@ -164,7 +165,8 @@ class BrownianTree:
         long and is linear inside a leaf.
     device, dtype : optional
         Where increments are computed and their dtype (float32, float64, float16, bfloat16; 16-bit
-        increments are the float32 ones rounded).
+        increments are the float32 ones rounded, so float16 ones beyond 65504 are infinite). A device
+        that cannot run here is refused when the tree is built (RuntimeError naming the fix).
 
     Values do not depend on the device, the query order or earlier queries: the same
     (seed, t0, t1, tol, s, t, shape, dtype) gives the same bits on every CPU and GPU. Each query is
