@@ -118,12 +118,14 @@ def normal_values(shape, dtype, device, generator, function, mean: Any = 0.0, st
         return torch.view_as_complex(pairs * _scalar(_SQRT_HALF[real], real, device))
     compute = _compute_dtype(dtype)
     values = _native_draw(KIND_NORMAL, shape, compute, device, generator, function)
+    # NaN needs an infinite std (0 * inf) or a non-finite mean (SPEC §10.11); tensors may hold either.
+    may_be_nan = False
     if isinstance(std, torch.Tensor) or std != 1:
         values = values * (std.to(compute) if isinstance(std, torch.Tensor) else _scalar(std, compute, device))
+        may_be_nan = isinstance(std, torch.Tensor) or not _finite_in(std, compute)
     if isinstance(mean, torch.Tensor) or mean != 0:
         values = values + (mean.to(compute) if isinstance(mean, torch.Tensor) else _scalar(mean, compute, device))
-    # NaN needs an infinite std (0 * inf) or a non-finite mean (SPEC §10.11); tensors may hold either.
-    may_be_nan = any(isinstance(p, torch.Tensor) or not _finite_in(p, compute) for p in (mean, std))
+        may_be_nan = may_be_nan or isinstance(mean, torch.Tensor) or not _finite_in(mean, compute)
     return _narrow(values, dtype, may_be_nan)
 
 
@@ -145,10 +147,11 @@ def exponential_values(shape, dtype, device, generator, function, lambd: float =
     pairs = _native_draw(KIND_NORMAL, (*shape, 2), compute, device, generator, function)
     z0, z1 = pairs[..., 0], pairs[..., 1]
     values = ((z0 * z0) + (z1 * z1)) * _scalar(0.5, compute, device)
+    may_be_nan = False  # NaN only from E = +0 times r = 1/lambd rounded to +inf (SPEC §10.11)
     if lambd != 1:
         values = values * _scalar(1.0 / float(lambd), compute, device)
-    # NaN only from E = +0 times r = 1/lambd rounded to +inf (SPEC §10.11).
-    return _narrow(values, dtype, not _finite_in(1.0 / float(lambd), compute))
+        may_be_nan = not _finite_in(1.0 / float(lambd), compute)
+    return _narrow(values, dtype, may_be_nan)
 
 
 def bernoulli_values(shape, dtype, device, generator, function, p: Any) -> torch.Tensor:
