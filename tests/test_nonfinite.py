@@ -57,6 +57,48 @@ def test_infinities_and_overflow_thresholds_narrow_as_ieee() -> None:
     assert [hex(int(b)) for b in bf16] == ["0x7f80", "0xff80", "0x7f80", "0xff80", "0x7f7f"]
 
 
+def _spec_narrow_f16(b: int) -> int:
+    """SPEC §6's narrow_f16, line for line, on the bits of one float32."""
+    sign, mag = (b >> 16) & 0x8000, b & 0x7FFFFFFF
+    if mag > 0x7F800000:
+        return 0x7E00
+    if mag >= 0x477FF000:
+        return sign | 0x7C00
+    if mag < 0x38800000:
+        shift = 126 - (mag >> 23)
+        if shift > 25:
+            return sign
+        mant = (mag & 0x7FFFFF) | 0x800000
+        rounded, rem, half = mant >> shift, mant & ((1 << shift) - 1), 1 << (shift - 1)
+        if rem > half or (rem == half and rounded & 1):
+            rounded += 1
+        return sign | rounded
+    rebased = mag - 0x38000000
+    rounded, rem = rebased >> 13, rebased & 0x1FFF
+    if rem > 0x1000 or (rem == 0x1000 and rounded & 1):
+        rounded += 1
+    return sign | rounded
+
+
+def _spec_narrow_bf16(b: int) -> int:
+    """SPEC §6's narrow_bf16 on the bits of one float32."""
+    if (b & 0x7FFFFFFF) > 0x7F800000:
+        return 0x7FC0
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF
+
+
+def test_the_reference_narrows_as_the_spec_text_on_every_kind_of_float32() -> None:
+    rng = np.random.default_rng(17)
+    words = [int(w) for w in rng.integers(0, 1 << 32, 20000, dtype=np.uint64)]
+    words += NANS_F32 + [0x7F800000, 0xFF800000, 0x7F7FFFFF, 0x477FEFFF, 0x477FF000, 0x7F7F7FFF, 0x7F7F8000,
+                         0x33000000, 0x33000001, 0x387FFFFF, 0x00000001, 0x80000000, 0]
+    values = np.array(words, dtype=np.uint32).view(np.float32)
+    f16 = [int(b) for b in reference.narrow(values, "float16").view(np.uint16)]
+    bf16 = [int(b) for b in reference.narrow(values, "bfloat16")]
+    assert f16 == [_spec_narrow_f16(w) for w in words]
+    assert bf16 == [_spec_narrow_bf16(w) for w in words]
+
+
 # ---- SPEC §10.11: the patched samplers where valid parameters give infinities and NaN ----------------
 
 
