@@ -331,3 +331,111 @@ def test_cli_sde_prints_the_fingerprint_of_a_tree_increment(capsys) -> None:
     assert cli.main(["sde", "--seed", "3", "--shape", "2,3", "--s", "1.0", "--t", "2.0"]) == 0
     expected = fingerprint(detnoise.BrownianTree(0.0292, 14.6146, (2, 3), seed=3, tol=1e-6)(1.0, 2.0))
     assert expected in capsys.readouterr().out
+
+
+# ---- where values stop being finite (SPEC §9.1, §9.5) and devices that cannot run (issue 17) -----------
+
+_F32_MAX_LENGTH = 2.0**240
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_float32_compute_trees_at_the_length_bound_equal_the_reference(dtype: str, cpu_path) -> None:
+    # At L = 2^240 every W is below 2^125 (SPEC §9.1), so the kernel and the text agree bit for bit;
+    # float16 increments overflow to +-inf there, by §6's narrowing.
+    length = _F32_MAX_LENGTH
+    tree = detnoise.BrownianTree(0.0, length, (37,), seed=11, tol=length / 8, dtype=DTYPES[dtype])
+    ref = reference_brownian.Tree(0.0, length, length / 8, 11, 37, dtype)
+    check_queries(tree, ref, [(0.0, length * 0.3), (length * 0.3, length), (length * 0.55, length * 0.125)])
+    w = tree(0.0, length).float()
+    assert torch.isfinite(w).all() if dtype != "float16" else torch.isinf(w).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_float32_compute_trees_above_the_length_bound_are_refused_before_the_generator_moves(dtype: str) -> None:
+    above = math.nextafter(_F32_MAX_LENGTH, math.inf)
+    g = detnoise.Generator(seed=0)
+    with pytest.raises(ValueError, match=r"2\*\*240"):
+        detnoise.BrownianTree(0.0, above, (4,), generator=g, tol=above / 4, dtype=DTYPES[dtype])
+    assert g.offset == 0
+    with pytest.raises(ValueError, match=r"2\*\*240"):
+        detnoise.BrownianTree(-1e77, 1e77, (4,), seed=0, tol=1e77, dtype=DTYPES[dtype])
+    with pytest.raises(ValueError):
+        reference_brownian.Tree(0.0, above, above / 4, 0, 4, dtype)
+    # torch.float32 default dtype reaches the same check through the diffusers drop-in.
+    with pytest.raises(ValueError, match=r"2\*\*240"):
+        detnoise.BatchedBrownianTree(torch.zeros(2, 3, dtype=DTYPES[dtype]), 0.0, 1e77, seed=[1, 2], tol=1e77)
+
+
+@pytest.mark.parametrize("length", [math.nextafter(_F32_MAX_LENGTH, math.inf), 1e300, 1.7e308])
+def test_float64_trees_take_any_finite_length_and_equal_the_reference(length: float, cpu_path) -> None:
+    tree = detnoise.BrownianTree(0.0, length, (5,), seed=3, tol=length / 4, dtype=torch.float64)
+    ref = reference_brownian.Tree(0.0, length, length / 4, 3, 5, "float64")
+    check_queries(tree, ref, [(0.0, length * 0.7), (length, length * 0.3)])
+    assert torch.isfinite(tree(0.0, length)).all()
+
+
+def test_float16_increments_that_overflow_are_infinities_as_the_reference_says(cpu_path) -> None:
+    # Increments near 2^16 straddle float16's overflow threshold (65520): both sides occur.
+    tree = detnoise.BrownianTree(0.0, 2.0**32, (64,), seed=5, tol=2.0**30, dtype=torch.float16)
+    ref = reference_brownian.Tree(0.0, 2.0**32, 2.0**30, 5, 64, "float16")
+    check_queries(tree, ref, [(0.0, 2.0**32), (2.0**31, 2.0**30)])
+    w = tree(0.0, 2.0**32)
+    assert torch.isinf(w).any() and torch.isfinite(w).any()
+
+
+def _unusable_device_cases() -> list[str]:
+    cases = []
+    if not (detnoise.built_with_cuda() and torch.cuda.is_available()):
+        cases += ["cuda", "cuda:1"]
+    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        cases.append("xpu")
+    return cases
+
+
+@pytest.mark.parametrize("device", _unusable_device_cases())
+def test_a_tree_on_a_device_that_cannot_run_is_refused_when_built(device: str) -> None:
+    g = detnoise.Generator(seed=0)
+    with pytest.raises(RuntimeError, match="BrownianTree: cannot"):
+        detnoise.BrownianTree(0.0, 1.0, (4,), generator=g, device=device)
+    assert g.offset == 0
+    with pytest.raises(RuntimeError, match="BrownianTree: cannot"):
+        detnoise.BrownianTree(0.0, 1.0, torch.zeros(2), seed=0, device=device)
+
+
+@pytest.mark.skipif(detnoise.built_with_cuda() and torch.cuda.is_available(), reason="CUDA can run here")
+def test_cuda_tree_refusal_names_the_fix_in_a_fresh_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import detnoise\n"
+        "try:\n"
+        "    detnoise.BrownianTree(0.0, 1.0, (2,), seed=0, device='cuda')\n"
+        "except RuntimeError as error:\n"
+        "    print('refused:', error)\n"
+        "else:\n"
+        "    print('accepted')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.startswith("refused: BrownianTree: cannot compute on cuda"), result.stdout + result.stderr
+    assert "install" in result.stdout or "nvidia-smi" in result.stdout or "reinstall" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: detnoise.BatchedBrownianTree(x, 1.0, 1.0),
+        lambda x: detnoise.BatchedBrownianTree(x, 0.0, float("nan")),
+        lambda x: detnoise.BatchedBrownianTree(x.half(), 0.0, 1e77, tol=1e77),
+        lambda x: detnoise.BrownianTreeNoiseSampler(x, float("nan"), 2.0),
+        lambda x: detnoise.BrownianTreeNoiseSampler(x, 2.0, 2.0),
+    ],
+)
+def test_refused_drop_ins_leave_the_default_generator_alone(make) -> None:
+    # With seed=None the drop-ins take their seed from torch's default generator; a refused tree must
+    # not have taken it (it used to be drawn before the tree checked its interval).
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError):
+        make(torch.zeros(2, 3))
+    assert torch.equal(torch.get_rng_state(), state)

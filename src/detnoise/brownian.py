@@ -26,7 +26,7 @@ from typing import Any, Callable, Union
 
 import torch
 
-from detnoise import _layout, _native, _resolve
+from detnoise import _layout, _native, _resolve, cuda_diagnosis
 from detnoise.functional import _parse_size
 
 __all__ = ["BrownianTree", "BatchedBrownianTree", "BrownianTreeNoiseSampler"]
@@ -34,6 +34,9 @@ __all__ = ["BrownianTree", "BatchedBrownianTree", "BrownianTreeNoiseSampler"]
 # SPEC §9.1: leaf times k 2^-D stay exact in float64 up to this depth.
 _MAX_DEPTH = 52
 _MIN_LENGTH = 2.0**-960
+# SPEC §9.1: a float32 compute type (float32, float16, bfloat16 trees) keeps every W and every
+# difference below 2^127 only up to this length; float64 trees take any finite length.
+_MAX_LENGTH_F32 = 2.0**240
 # W(u) values kept per tree: a sampler's queries reuse their end points (W(t_k) ends one query and
 # starts the next; DPM-Solver-SDE asks (s, mid) then (s, t)). Reuse returns the same bits.
 _CACHED_POINTS = 4
@@ -91,6 +94,43 @@ def _time(value: TimeArg, what: str) -> float:
     return float(value)
 
 
+def _usable_device(device: str | torch.device | int | None) -> torch.device:
+    """``device`` as a torch.device once a tree can compute there, else RuntimeError naming the fix.
+
+    Checked when the tree is built, before a generator advances: torch's own failure would come at
+    the first query (an AssertionError on a CPU-only torch). Devices other than CPU and CUDA get the
+    CPU's values moved there, so they only need to exist.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, bool):
+        raise TypeError("BrownianTree: device must be a str, torch.device or int, got bool")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise RuntimeError(f"BrownianTree: invalid device {device!r}: {error}") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        problems = cuda_diagnosis.cuda_problems()
+        if problems:
+            raise RuntimeError(f"BrownianTree: cannot compute on {resolved}: " + "; ".join(problems))
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"BrownianTree: {resolved} does not exist; torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return resolved
+    try:
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, NotImplementedError) as error:
+        first_line = str(error).strip().split("\n")[0].split(". ")[0]
+        raise RuntimeError(
+            f"BrownianTree: cannot put increments on {resolved} ({first_line}). The values do not depend on the "
+            "device, so device='cpu' gives the same bits"
+        ) from None
+    return resolved
+
+
 def _depth(length: float, tol: float) -> int:
     """SPEC §9.1: the smallest d >= 0 with length 2^-d <= tol."""
     for depth in range(_MAX_DEPTH + 1):
@@ -108,7 +148,8 @@ class BrownianTree:
     Parameters
     ----------
     t0, t1 : float
-        The interval, ``t0 < t1``. Queries must lie inside it.
+        The interval, ``t0 < t1``, at least ``2**-960`` long and, unless ``dtype`` is float64, at most
+        ``2**240`` (longer float32 trees would overflow; SPEC §9.1). Queries must lie inside it.
     shape_or_tensor : tuple of ints or torch.Tensor
         Shape of every increment; a tensor also gives the default ``dtype`` and ``device``.
     generator : torch.Generator, detnoise.Generator or a list of them, optional
@@ -124,7 +165,8 @@ class BrownianTree:
         long and is linear inside a leaf.
     device, dtype : optional
         Where increments are computed and their dtype (float32, float64, float16, bfloat16; 16-bit
-        increments are the float32 ones rounded).
+        increments are the float32 ones rounded, so float16 ones beyond 65504 are infinite). A device
+        that cannot run here is refused when the tree is built (RuntimeError naming the fix).
 
     Values do not depend on the device, the query order or earlier queries: the same
     (seed, t0, t1, tol, s, t, shape, dtype) gives the same bits on every CPU and GPU. Each query is
@@ -164,13 +206,14 @@ class BrownianTree:
         else:
             shape = _parse_size((shape_or_tensor,), "BrownianTree")
         dtype = dtype if dtype is not None else torch.get_default_dtype()
-        if dtype not in _native.FLOAT_DTYPES:
+        if not isinstance(dtype, torch.dtype) or dtype not in _native.FLOAT_DTYPES:
             raise TypeError(f"BrownianTree: dtype {dtype} is not supported; use float32, float64, float16 or bfloat16")
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        if device.type == "cuda":
-            reason = _native.cuda_unavailable_reason()
-            if reason is not None:
-                raise RuntimeError(f"BrownianTree: cannot compute on {device}: {reason}")
+        if dtype != torch.float64 and length > _MAX_LENGTH_F32:
+            raise ValueError(
+                f"BrownianTree: t1 - t0 = {length!r} is above 2**240, the longest interval a {dtype} tree computes "
+                "without overflow (SPEC §9.1); use dtype=torch.float64 or rescale the time axis"
+            )
+        device = _usable_device(device)
         self.t0, self.t1, self.length, self.tol = start, end, length, tol
         self.depth = _depth(length, tol)
         self.shape, self.dtype, self.device = shape, dtype, device
@@ -282,17 +325,18 @@ class BatchedBrownianTree:
     def __init__(self, x: torch.Tensor, t0: TimeArg, t1: TimeArg, seed: SeedArg = None, **kwargs: Any) -> None:
         t0, t1, self.sign = self.sort(_time(t0, "t0"), _time(t1, "t1"))
         w0 = kwargs.get("w0", torch.zeros_like(x))
-        if seed is None:
-            seed = _seed_from(None, None)[0]
-        self.batched = True
-        try:
-            assert len(seed) == x.shape[0]  # type: ignore[arg-type]  # diffusers' own check, same error
-            w0 = w0[0]
-            seeds = list(seed)  # type: ignore[arg-type]
-        except TypeError:
-            seeds = [seed]
-            self.batched = False
-        shape = (len(seeds), *w0.shape)
+        self.batched = seed is not None
+        seeds: list[int] | None = None  # None: one seed from torch's default generator, taken by the tree
+        if seed is not None:
+            try:
+                assert len(seed) == x.shape[0]  # type: ignore[arg-type]  # diffusers' own check, same error
+                w0 = w0[0]
+                seeds = list(seed)  # type: ignore[arg-type]
+            except TypeError:
+                seeds = [seed]  # type: ignore[list-item]
+                self.batched = False
+        # The tree checks its arguments before it draws that seed: a refused tree moves no generator.
+        shape = (len(seeds) if seeds is not None else 1, *w0.shape)
         self.tree = BrownianTree(t0, t1, shape, seed=seeds, tol=kwargs.get("tol", 1e-6), device=w0.device, dtype=w0.dtype)
 
     @staticmethod

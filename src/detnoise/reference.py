@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "philox4x32_10", "blocks", "bits", "uniform", "normal", "fold_in_stream", "spawn_stream",
+    "philox4x32_10", "blocks", "bits", "uniform", "normal", "narrow", "fold_in_stream", "spawn_stream",
     # SPEC §10 (v1 additions: torch's other samplers)
     "normal_affine", "normal_complex", "uniform_range", "exponential", "bernoulli", "integers", "permutation",
     "multinomial",
@@ -93,17 +93,33 @@ def bits(n: int, seed: int, stream: int = 0, offset: int = 0, first_element: int
 # ---- SPEC §4: uniform ------------------------------------------------------------------------
 
 
-def _f32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
-    b = values.astype(np.float32).view(np.uint32).astype(np.uint64)
-    return ((b + np.uint64(0x7FFF) + ((b >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16)).astype(np.uint16)
+# SPEC §6: the one NaN of each 16-bit format (positive, quiet, no payload), whatever NaN it narrows.
+_NAN16 = {"float16": np.uint16(0x7E00), "bfloat16": np.uint16(0x7FC0)}
 
 
-def _narrow(values: np.ndarray, dtype: str) -> np.ndarray:
+def narrow(values: np.ndarray, dtype: str) -> np.ndarray:
+    """SPEC §6: float32 ``values`` rounded to nearest even to ``dtype`` ('float16': a float16 array;
+    'bfloat16': its uint16 bit patterns; any other dtype: ``values`` unchanged). Infinities stay
+    infinities, magnitudes that round past the largest finite value become infinities, and every
+    NaN becomes the format's one NaN, 0x7E00 or 0x7FC0.
+
+    >>> narrow(np.array([65519.0, 65520.0, -np.inf, np.nan], dtype=np.float32), "float16").view(np.uint16).tolist()
+    [31743, 31744, 64512, 32256]
+    """
+    if dtype not in _NAN16:
+        return values
+    f32 = np.asarray(values, dtype=np.float32)
     if dtype == "float16":
-        return values.astype(np.float16)  # numpy's own round-to-nearest-even conversion
-    if dtype == "bfloat16":
-        return _f32_to_bf16_bits(values)
-    return values
+        with np.errstate(over="ignore", invalid="ignore"):
+            rounded = f32.astype(np.float16).view(np.uint16)  # numpy's IEEE round-to-nearest-even conversion
+    else:
+        b = f32.view(np.uint32).astype(np.uint64)
+        rounded = ((b + np.uint64(0x7FFF) + ((b >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16)).astype(np.uint16)
+    rounded = np.where(np.isnan(f32), _NAN16[dtype], rounded).astype(np.uint16)
+    return rounded.view(np.float16) if dtype == "float16" else rounded
+
+
+_narrow = narrow
 
 
 def uniform(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0, first_element: int = 0) -> np.ndarray:
@@ -309,8 +325,21 @@ def _check_dtype(dtype: str) -> None:
 _COMPUTE = {"float32": np.float32, "float64": np.float64, "float16": np.float32, "bfloat16": np.float32}
 
 
+# SPEC §10: the NaN every NaN result becomes, in the compute type (positive, quiet, no payload).
+_CANONICAL_NAN = {np.float32: (np.uint32, 0x7FC00000), np.float64: (np.uint64, 0x7FF8000000000000)}
+
+
 def _finish_float(values: np.ndarray, dtype: str) -> np.ndarray:
-    return _narrow(values.astype(np.float32), dtype) if dtype in ("float16", "bfloat16") else values
+    """§10: NaNs of the compute type made the canonical NaN, then narrowed to ``dtype`` (§6)."""
+    unsigned, nan_bits = _CANONICAL_NAN[values.dtype.type]
+    values = np.where(np.isnan(values), unsigned(nan_bits).view(values.dtype), values).astype(values.dtype)
+    return _narrow(values, dtype) if dtype in ("float16", "bfloat16") else values
+
+
+def _rounded(number: float, compute) -> np.generic:
+    """A Python number rounded to nearest even in the compute type (overflow gives +-inf, as IEEE)."""
+    with np.errstate(over="ignore"):
+        return compute(number)
 
 
 def normal_affine(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0, mean: float = 0.0,
@@ -318,10 +347,11 @@ def normal_affine(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 
     """§10.1: normal values times std, plus mean (Python numbers; 1 and 0 skip their operation)."""
     compute = _COMPUTE[dtype]
     values = normal(n, "float32" if compute is np.float32 else "float64", seed, stream, offset)
-    if std != 1:
-        values = values * compute(std)
-    if mean != 0:
-        values = values + compute(mean)
+    with np.errstate(over="ignore", invalid="ignore"):  # IEEE: overflow gives +-inf, 0*inf and inf-inf NaN
+        if std != 1:
+            values = values * _rounded(std, compute)
+        if mean != 0:
+            values = values + _rounded(mean, compute)
     return _finish_float(values, dtype)
 
 
@@ -342,8 +372,10 @@ def uniform_range(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 
     compute = _COMPUTE[dtype]
     if dtype == "bfloat16":  # the reference keeps bfloat16 as bit patterns: back to float32 exactly
         values = (values.astype(np.uint32) << np.uint32(16)).view(np.float32)
-    values = values.astype(compute) * compute(float(high) - float(low))
-    return _finish_float(values + compute(low), dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = values.astype(compute) * _rounded(float(high) - float(low), compute)
+        values = values + _rounded(low, compute)
+    return _finish_float(values, dtype)
 
 
 def exponential(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0, lambd: float = 1.0) -> np.ndarray:
@@ -353,7 +385,8 @@ def exponential(n: int, dtype: str, seed: int, stream: int = 0, offset: int = 0,
     z0, z1 = z[0::2], z[1::2]
     values = ((z0 * z0) + (z1 * z1)) * compute(0.5)
     if lambd != 1:
-        values = values * compute(1.0 / float(lambd))
+        with np.errstate(over="ignore", invalid="ignore"):  # a tiny lambd: r = +inf, and E = +0 gives NaN
+            values = values * _rounded(1.0 / float(lambd), compute)
     return _finish_float(values, dtype)
 
 

@@ -42,14 +42,6 @@ def tree_seed_from_block(seed: int, stream: int, offset: int) -> int:
     return int(words[0]) | (int(words[1]) << 32)
 
 
-def _narrow_f32(values: np.ndarray, dtype: str) -> np.ndarray:
-    """SPEC §6: float16 by numpy's RNE conversion, bfloat16 as raw uint16 bits."""
-    if dtype == "float16":
-        return values.astype(np.float16)
-    b = values.astype(np.float32).view(np.uint32).astype(np.uint64)
-    return ((b + np.uint64(0x7FFF) + ((b >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16)).astype(np.uint16)
-
-
 class Tree:
     """One row of a Brownian tree: ``n`` elements, tree seed ``seed``, result dtype ``dtype``."""
 
@@ -62,6 +54,8 @@ class Tree:
             raise ValueError("t1 - t0 must be finite and at least 2**-960")
         if not (math.isfinite(tol) and tol > 0):
             raise ValueError("tol must be finite and positive")
+        if dtype != "float64" and length > 2.0**240:
+            raise ValueError("t1 - t0 above 2**240 with a float32 compute type")
         self.t0, self.t1, self.length = t0, t1, length
         self.depth = depth_for(length, tol)
         self.seed = seed % (1 << 64)
@@ -107,5 +101,5 @@ class Tree:
         """W(s, t) = W(t) - W(s) in the result dtype (16-bit: float32 difference narrowed; bfloat16 as bits)."""
         difference = self.w_of(self.u_of(t)) - self.w_of(self.u_of(s))
         if self.dtype in ("float16", "bfloat16"):
-            return _narrow_f32(difference, self.dtype)
+            return reference.narrow(difference, self.dtype)
         return difference

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import sys
 import threading
@@ -61,6 +62,33 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
 
 
+# SPEC §10.11: the one NaN of each dtype (positive, quiet, zero payload), as the signed integer of
+# its bits, and the float32 rounding threshold past which a number becomes +-inf.
+_CANONICAL_NAN = {torch.float32: (torch.int32, 0x7FC00000), torch.float64: (torch.int64, 0x7FF8000000000000),
+                  torch.float16: (torch.int16, 0x7E00), torch.bfloat16: (torch.int16, 0x7FC0)}
+_F32_OVERFLOW = float.fromhex("0x1.ffffffp+127")
+
+
+def _finite_in(value: float, compute: torch.dtype) -> bool:
+    """Whether a Python number stays finite when rounded to ``compute`` (float32 or float64)."""
+    value = float(value)
+    return math.isfinite(value) and (compute == torch.float64 or abs(value) < _F32_OVERFLOW)
+
+
+def _narrow(values: torch.Tensor, dtype: torch.dtype, may_be_nan: bool) -> torch.Tensor:
+    """``values`` (compute type) as ``dtype``; with ``may_be_nan``, every NaN is the canonical NaN
+    of ``dtype`` (SPEC §10.11, §6). NaN bits from arithmetic and from torch's narrowing differ by
+    device and CPU capability (x86 0*inf is 0xFFC00000, CUDA's 0x7FFFFFFF; torch's CPU bfloat16
+    narrowing gives 0xFFFF or 0x7FC0), so they are replaced by a bit copy, not converted. Callers
+    pass ``may_be_nan`` only where the parameters allow a NaN, so finite draws pay nothing."""
+    result = values.to(dtype)
+    if not may_be_nan:
+        return result
+    integer, bits = _CANONICAL_NAN[dtype]
+    canonical = torch.tensor(bits, dtype=integer, device=result.device)
+    return torch.where(torch.isnan(values), canonical, result.view(integer)).view(dtype)
+
+
 def _native_draw(kind: int, shape: tuple[int, ...], dtype: torch.dtype, device: Optional[torch.device],
                  generator: Any, function: str) -> torch.Tensor:
     """A new contiguous tensor holding the next draw of ``kind`` from ``generator`` (``device``
@@ -90,11 +118,15 @@ def normal_values(shape, dtype, device, generator, function, mean: Any = 0.0, st
         return torch.view_as_complex(pairs * _scalar(_SQRT_HALF[real], real, device))
     compute = _compute_dtype(dtype)
     values = _native_draw(KIND_NORMAL, shape, compute, device, generator, function)
+    # NaN needs an infinite std (0 * inf) or a non-finite mean (SPEC §10.11); tensors may hold either.
+    may_be_nan = False
     if isinstance(std, torch.Tensor) or std != 1:
         values = values * (std.to(compute) if isinstance(std, torch.Tensor) else _scalar(std, compute, device))
+        may_be_nan = isinstance(std, torch.Tensor) or not _finite_in(std, compute)
     if isinstance(mean, torch.Tensor) or mean != 0:
         values = values + (mean.to(compute) if isinstance(mean, torch.Tensor) else _scalar(mean, compute, device))
-    return values.to(dtype)
+        may_be_nan = may_be_nan or isinstance(mean, torch.Tensor) or not _finite_in(mean, compute)
+    return _narrow(values, dtype, may_be_nan)
 
 
 def uniform_values(shape, dtype, device, generator, function, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
@@ -115,9 +147,11 @@ def exponential_values(shape, dtype, device, generator, function, lambd: float =
     pairs = _native_draw(KIND_NORMAL, (*shape, 2), compute, device, generator, function)
     z0, z1 = pairs[..., 0], pairs[..., 1]
     values = ((z0 * z0) + (z1 * z1)) * _scalar(0.5, compute, device)
+    may_be_nan = False  # NaN only from E = +0 times r = 1/lambd rounded to +inf (SPEC §10.11)
     if lambd != 1:
         values = values * _scalar(1.0 / float(lambd), compute, device)
-    return values.to(dtype)
+        may_be_nan = not _finite_in(1.0 / float(lambd), compute)
+    return _narrow(values, dtype, may_be_nan)
 
 
 def bernoulli_values(shape, dtype, device, generator, function, p: Any) -> torch.Tensor:
