@@ -126,3 +126,38 @@ def test_asking_for_a_gpu_that_cannot_run_names_the_fix(capsys) -> None:
     error = capsys.readouterr().err
     assert error.startswith("detnoise: error: --device cuda: ")
     assert any(fix in error for fix in ("install a CUDA build of torch", "reinstall from source", "nvidia-smi"))
+
+
+def _refused_before_any_work(capsys, monkeypatch, *arguments: str) -> str:
+    """Runs `detnoise demo` with arguments it must refuse up front: exit code 2, one error line, no run."""
+    def no_run(args):
+        raise AssertionError("the demo ran before refusing its arguments")
+
+    monkeypatch.setattr(demo, "main", no_run)
+    assert cli.main(["demo", *arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("detnoise: error: "), lines
+    return lines[0]
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_up_front(tmp_path, capsys, monkeypatch) -> None:
+    assert "does not exist" in _refused_before_any_work(capsys, monkeypatch, "--out", "/nonexistent/dir/x.png")
+    assert "is a folder" in _refused_before_any_work(capsys, monkeypatch, "--out", str(tmp_path))
+    assert "ending in .png" in _refused_before_any_work(capsys, monkeypatch, "--out", str(tmp_path / "x.txt"))
+
+
+def test_a_missing_figure_backend_is_refused_up_front(capsys, monkeypatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "matplotlib" else find_spec(name, *rest))
+    line = _refused_before_any_work(capsys, monkeypatch, "--figure", "matplotlib")
+    assert "matplotlib is not installed" in line and "--figure pillow" in line
+
+
+def test_a_model_path_that_is_not_a_pipeline_is_refused_up_front(tmp_path, capsys, monkeypatch) -> None:
+    assert "no such folder" in _refused_before_any_work(capsys, monkeypatch, "--model", str(tmp_path / "nothing"))
+    assert "no model_index.json" in _refused_before_any_work(capsys, monkeypatch, "--model", str(tmp_path))

@@ -90,6 +90,41 @@ def gpu_column_device(requested: str | None) -> torch.device | None:
     return device
 
 
+def check_arguments(out: str, figure: str, model: str | None) -> str:
+    """Checks, before any work, what would otherwise fail only at the end: the figure's folder must
+    exist and be writable, the figure backend importable, ``model`` a local diffusers pipeline folder.
+    Returns the backend to draw with ("matplotlib" or "pillow"); raises ValueError naming the fix."""
+    import importlib.util
+    import os
+
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file path such as {path / 'detnoise_demo.png'}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: the figure is a PNG file; give a path ending in .png")
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: the folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"--out {out}: cannot write there (permissions); choose a path in a writable folder")
+    have = {name: importlib.util.find_spec(module) is not None
+            for name, module in (("matplotlib", "matplotlib"), ("pillow", "PIL"))}
+    backend = figure if figure != "auto" else ("matplotlib" if have["matplotlib"] else "pillow")
+    if not have[backend]:
+        package = "matplotlib" if backend == "matplotlib" else "pillow"
+        raise ValueError(f"--figure {figure}: {package} is not installed; pip install {package}"
+                         + (" (or --figure pillow)" if backend == "matplotlib" and have["pillow"] else ""))
+    if model is not None:
+        folder = Path(model)
+        if not folder.exists():
+            raise ValueError(f"--model {model}: no such folder (the demo reads local pipelines only, nothing is "
+                             "downloaded; save one with pipe.save_pretrained(folder))")
+        if not folder.is_dir() or not (folder / "model_index.json").is_file():
+            raise ValueError(f"--model {model}: not a diffusers pipeline folder (it has no model_index.json; "
+                             "save one with pipe.save_pretrained(folder))")
+    return backend
+
+
 def build_offline_pipeline(sample_size: int = 32) -> Any:
     """A DDPMPipeline around the glyph set's exact denoiser, built from code alone."""
     from diffusers import DDPMPipeline
