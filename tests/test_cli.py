@@ -274,3 +274,8 @@ def test_the_library_names_the_fix_for_an_unusable_cuda_device() -> None:
     assert all(problem in str(error.value) for problem in cuda_diagnosis.cuda_problems())
     if torch.version.cuda is None:
         assert "install a CUDA build of torch" in str(error.value)
+
+
+def test_demo_seeds_must_stay_in_range(capsys) -> None:
+    assert cli.main(["demo", "--seed", str(2**64 - 1), "--images", "2"]) == 2
+    assert "the largest first seed is 18446744073709551614" in capsys.readouterr().err

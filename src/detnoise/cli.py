@@ -183,6 +183,9 @@ def _command_demo(args: argparse.Namespace) -> int:
     if args.prompt is not None and args.model is None:
         raise CommandError("--prompt applies to text-to-image models given with --model; the offline demo "
                            "pipeline is unconditional")
+    if args.seed + args.images > _U64_LIMIT:
+        raise CommandError(f"--seed {args.seed} with --images {args.images}: image i uses seed + i, which must stay "
+                           f"below 2**64; the largest first seed is {_U64_LIMIT - args.images}")
     try:
         import diffusers  # noqa: F401
     except ImportError:
@@ -306,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SHA-256 of a Brownian tree increment (SDE samplers), to compare devices")
     sde.add_argument("--seed", type=_u64, default=None, help="seed in [0, 2**64) (default 0)")
     sde.add_argument("--shape", type=_shape, default=(1, 4, 128, 128), help="e.g. 1,4,64,64 (default 1,4,128,128)")
-    sde.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="(default float32)")
+    sde.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="element type (default float32)")
     sde.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     for name, default, what in (
             ("t0", 0.0292, "start of the tree's interval (SDXL's smallest sigma)"),
