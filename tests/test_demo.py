@@ -225,3 +225,12 @@ def test_the_pillow_figure_keeps_its_spaces() -> None:
 
     spaced = widest_gap(lambda pen: demo._draw_text(pen, (2, 2), "no GPU", font))
     assert spaced >= 4 and spaced > widest_gap(lambda pen: pen.text((2, 2), "no GPU", fill="black", font=font))
+
+
+def test_a_pipeline_folder_that_does_not_load_is_one_error_line(tmp_path, capsys) -> None:
+    (tmp_path / "model_index.json").write_text('{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
+                                               '"scheduler": ["diffusers", "DDPMScheduler"]}')
+    assert cli.main(["demo", "--model", str(tmp_path), "--no-timing", "--out", str(tmp_path / "x.png")]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    assert error.splitlines()[-1].startswith(f"detnoise: error: --model {tmp_path}: diffusers could not load it")

@@ -528,7 +528,12 @@ def main(args: argparse.Namespace) -> int:
 
         from detnoise import demo_model  # noqa: F401 - lets from_pretrained find GlyphDenoiser in a saved demo pipeline
 
-        pipe = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(args.model, local_files_only=True)
+        except Exception as error:  # noqa: BLE001 - any loading failure is a bad --model, reported on one line
+            raise ValueError(f"--model {args.model}: diffusers could not load it as a pipeline "
+                             f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})"
+                             ) from None
         source = f"local model {args.model} ({type(pipe).__name__})"
     else:
         pipe = build_offline_pipeline()
