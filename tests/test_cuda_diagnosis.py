@@ -18,8 +18,28 @@ from detnoise import cuda_diagnosis
     ("No CUDA GPUs are available", "CUDA_VISIBLE_DEVICES"),
     ("Torch not compiled with CUDA enabled", "install a CUDA build of torch"),
 ])
-def test_known_cuda_errors_get_their_fix(error: str, fix: str) -> None:
+def test_known_cuda_errors_get_their_fix(monkeypatch, error: str, fix: str) -> None:
+    monkeypatch.setattr(cuda_diagnosis, "nvidia_driver_installed", lambda: True)
     assert fix in cuda_diagnosis.explain(error)
+
+
+@pytest.mark.parametrize("installed, fix", [(True, "update the driver"), (False, "no NVIDIA driver is installed")])
+def test_an_insufficient_driver_is_told_from_no_driver(monkeypatch, installed: bool, fix: str) -> None:
+    """The CUDA runtime's "driver insufficient" means no driver at all when libcuda cannot load."""
+    monkeypatch.setattr(cuda_diagnosis, "nvidia_driver_installed", lambda: installed)
+    explained = cuda_diagnosis.explain("CUDA driver version is insufficient for CUDA runtime version")
+    assert fix in explained
+    assert ("update the driver" in explained) == installed
+
+
+def test_the_driver_probe_matches_the_machine() -> None:
+    import ctypes.util
+    import os
+
+    if os.path.isdir("/proc/driver/nvidia"):
+        assert cuda_diagnosis.nvidia_driver_installed()
+    elif ctypes.util.find_library("cuda") is None:
+        assert not cuda_diagnosis.nvidia_driver_installed()
 
 
 def test_unknown_errors_get_no_invented_fix() -> None:

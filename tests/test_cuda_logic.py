@@ -167,7 +167,14 @@ def test_insufficient_driver_is_reported_with_its_fix(monkeypatch: pytest.Monkey
     assert reason is not None
     for part in ("CUDA 12.8", "CUDA 13.0", "update the NVIDIA driver", "no newer than the driver supports"):
         assert part in reason
+    from detnoise import cuda_diagnosis
+
+    monkeypatch.setattr(cuda_diagnosis, "nvidia_driver_installed", lambda: True)
     for versions in ((13000, 13000, ""), (13020, 13000, ""), (0, 13000, "")):
         core.versions = versions
         monkeypatch.setattr(_native, "_driver_checked", False)
         assert _native.cuda_unavailable_reason() is None, versions
+    # Driver version 0 and no libcuda to load: no driver at all, not one too old.
+    monkeypatch.setattr(cuda_diagnosis, "nvidia_driver_installed", lambda: False)
+    monkeypatch.setattr(_native, "_driver_checked", False)
+    assert _native.cuda_unavailable_reason() == cuda_diagnosis.NO_DRIVER

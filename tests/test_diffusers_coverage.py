@@ -239,3 +239,55 @@ def test_stable_diffusion_inpaint_mask_latents_pattern() -> None:
         torch.randn((1, 4, 8, 8), generator=generator)
         out_1 = pipe(image=image_latents, masked_image_latents=mask_latents, generator=generator, **run).images
     assert np.abs(out_0 - out_1).max() < 1e-4
+
+
+# ---- patch-report classifies a draw by what it does, not by the function it sits in -----------------
+
+# The two lines of diffusers 0.42.1 that a function-name rule got wrong, in their context there.
+_BROWNIAN_SEED = '''
+class BatchedBrownianTree:
+    def __init__(self, x, t0, t1, seed=None, **kwargs):
+        w0 = kwargs.get("w0", torch.zeros_like(x))
+        if seed is None:
+            seed = torch.randint(0, 2**63 - 1, []).item()
+        self.trees = [torchsde.BrownianInterval(t0=t0, t1=t1, size=w0.shape, entropy=s) for s in seed]
+'''
+_PATCHED_INPUTS_WEIGHT = '''
+class Transformer2DModel:
+    def _init_patched_inputs(self, norm_type):
+        if norm_type == "ada_norm_single":
+            self.norm_out = nn.LayerNorm(self.inner_dim, elementwise_affine=False, eps=1e-6)
+            self.scale_shift_table = nn.Parameter(torch.randn(2, self.inner_dim) / self.inner_dim**0.5)
+'''
+
+
+def _status_of(source: str, code_start: str) -> str:
+    findings = diffusers_integration._scan_source("diffusers.example", source, True, range(0))
+    return next(f.status for f in findings if f.code.startswith(code_start))
+
+
+def test_patch_report_classifies_draws_by_what_they_do() -> None:
+    # The Brownian tree's seed is drawn in __init__ but seeds noise; the Parameter is made outside
+    # __init__ but is a weight.
+    assert _status_of(_BROWNIAN_SEED, "seed = torch.randint") == "covered"
+    assert _status_of(_PATCHED_INPUTS_WEIGHT, "self.scale_shift_table = nn.Parameter") == "initialiser"
+    # A weight reached through local names, and an in-place draw into a weight, are weights too.
+    flow = ("def build(self, heads):\n    A = torch.zeros(heads).uniform_(0, 16)\n    log_a = torch.log(A)\n"
+            "    self.A_log = nn.Parameter(log_a)\n    noise = torch.randn(heads)\n    return noise\n")
+    assert _status_of(flow, "A = torch.zeros") == "initialiser"
+    assert _status_of(flow, "noise = torch.randn") == "covered"
+    assert _status_of("def f(self):\n    self.embedding.weight.data.uniform_(-1, 1)\n", "self.embedding") == "initialiser"
+
+
+def test_patch_report_all_on_the_installed_diffusers_lines() -> None:
+    """The same two lines as the installed diffusers (0.42.1) has them, through patch_report(all=True)."""
+    with detnoise.patch_diffusers():
+        findings = detnoise.patch_report(all=True).findings
+    by_line = {(f.module, f.code): f.status for f in findings}
+    seed = ("diffusers.schedulers.scheduling_dpmsolver_sde", "seed = torch.randint(0, 2**63 - 1, []).item()")
+    weight = ("diffusers.models.transformers.transformer_2d",
+              "self.scale_shift_table = nn.Parameter(torch.randn(2, self.inner_dim) / self.inner_dim**0.5)")
+    if seed not in by_line or weight not in by_line:
+        pytest.skip(f"diffusers {diffusers.__version__} does not have the two lines of 0.42.1")
+    assert by_line[seed] == "covered"
+    assert by_line[weight] == "initialiser"

@@ -71,7 +71,11 @@ def build_info() -> dict[str, object]:
         count, error = _core.cuda_device_count()
         info["cuda_devices"] = count
         if error:
-            info["cuda_error"] = error
+            from detnoise import cuda_diagnosis
+
+            # The runtime says "driver insufficient" also where there is no driver at all: say which.
+            no_driver = driver == 0 and not cuda_diagnosis.nvidia_driver_installed()
+            info["cuda_error"] = f"no NVIDIA driver installed ({error})" if no_driver else error
     return info
 
 
@@ -143,7 +147,8 @@ def _driver_too_old_reason() -> str | None:
 
 
 def cuda_unavailable_reason() -> str | None:
-    """None if CUDA draws can run, else a sentence naming the fix."""
+    """None if CUDA draws can run, else a sentence naming the fix (no CUDA kernels in this build, no
+    NVIDIA driver, or a driver older than this build's CUDA runtime)."""
     if not built_with_cuda():
         return (
             "this detnoise build has no CUDA kernels (nvcc was not found when it was built); "
@@ -151,6 +156,10 @@ def cuda_unavailable_reason() -> str | None:
             "`pip install --no-build-isolation --force-reinstall .` with nvcc on PATH, "
             "or add `-C cmake.define.DETNOISE_CUDA=ON` to make a missing nvcc an error"
         )
+    from detnoise import cuda_diagnosis
+
+    if _core.cuda_versions()[0] == 0 and not cuda_diagnosis.nvidia_driver_installed():
+        return cuda_diagnosis.NO_DRIVER
     return _driver_too_old_reason()
 
 

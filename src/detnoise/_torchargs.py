@@ -68,11 +68,10 @@ def _resolve_device(device: DeviceArg) -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{resolved}'")
     if resolved.type == "cuda":
-        reason = _native.cuda_unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"detnoise: cannot draw on {resolved}: {reason}")
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"detnoise: cannot draw on {resolved}: torch sees no CUDA device")
+        if _native.cuda_unavailable_reason() is not None or not torch.cuda.is_available():
+            from detnoise import cuda_diagnosis  # the error path only
+
+            raise RuntimeError(f"detnoise: cannot draw on {resolved}: {cuda_diagnosis.cuda_draw_problem()}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise RuntimeError(f"detnoise: {resolved} does not exist; torch sees {torch.cuda.device_count()} CUDA device(s)")
     if type(device) in (str, torch.device, int) and len(_checked_devices) < 64:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NoReturn
 
 import torch
 
@@ -23,6 +24,53 @@ _SEEDED_COMMANDS = ("default", "fingerprint", "check", "verify", "demo", "sde")
 
 class CommandError(ValueError):
     """A command line that cannot mean anything (a flag that does not apply, a missing extra)."""
+
+
+class UsageError(CommandError):
+    """What argparse itself refuses (an unknown flag, a value out of range), with the command's help."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.help_hint = f"`{prog} --help` lists the options and their defaults"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors take the CLI's one error path (main's), not a usage dump and exit."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(message, self.prog)
+
+
+# The one range of --seed, --stream and --offset: the values the CLI draws with and prints.
+_U64_LIMIT = 2**64
+
+
+def _u64(text: str) -> int:
+    """A seed, stream or offset: an int in [0, 2**64). The Python API also takes negative seeds and
+    streams modulo 2**64 (as torch.manual_seed does); the command line takes only the value it prints."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**64), got {text!r}") from None
+    if not 0 <= value < _U64_LIMIT:
+        hint = " (the Python API reads a negative seed or stream modulo 2**64; write that value here)" if value < 0 else ""
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**64), got {value}{hint}")
+    return value
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -59,8 +107,8 @@ def _command_fingerprint(args: argparse.Namespace) -> int:
         "kind": args.kind,
         "dtype": dtype_name,
         "shape": list(args.shape),
-        "seed": args.seed % 2**64,
-        "stream": args.stream % 2**64,
+        "seed": args.seed,
+        "stream": args.stream,
         "offset": args.offset,
         "device": str(values.device),
     }
@@ -135,14 +183,17 @@ def _command_demo(args: argparse.Namespace) -> int:
     if args.prompt is not None and args.model is None:
         raise CommandError("--prompt applies to text-to-image models given with --model; the offline demo "
                            "pipeline is unconditional")
-    if args.images < 1 or args.steps < 1:
-        raise CommandError(f"--images and --steps must be at least 1, got {args.images} and {args.steps}")
+    if args.seed + args.images > _U64_LIMIT:
+        raise CommandError(f"--seed {args.seed} with --images {args.images}: image i uses seed + i, which must stay "
+                           f"below 2**64; the largest first seed is {_U64_LIMIT - args.images}")
     try:
         import diffusers  # noqa: F401
     except ImportError:
         raise CommandError("detnoise demo needs diffusers: pip install 'detnoise[diffusers]'") from None
     from detnoise import demo
 
+    # Everything that can fail other than a bit check fails here, before minutes of work (exit code 2).
+    args.figure = demo.check_arguments(args.out, args.figure, args.model)
     return demo.main(args)
 
 
@@ -205,57 +256,68 @@ def _add_command(commands: argparse._SubParsersAction, name: str, handler, **kwa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="detnoise", description="Deterministic noise, bit-identical on CPU and CUDA.",
         epilog="--seed may stand before or after the command name; commands without a seed refuse it.")
-    parser.add_argument("--seed", dest="global_seed", metavar="SEED", type=int, default=None,
-                        help="seed of the default check (alone) or of the command that follows")
+    parser.add_argument("--seed", dest="global_seed", metavar="SEED", type=_u64, default=None,
+                        help="seed of the default check (alone) or of the command that follows (default: that command's)")
     parser.set_defaults(handler=_command_default, command="default", seed=None)
     commands = parser.add_subparsers(title="commands")
 
     fp = _add_command(commands, "fingerprint", _command_fingerprint, help="print the SHA-256 of a draw's bytes")
-    fp.add_argument("--seed", type=int, default=None, help="required (here or before the command name)")
-    fp.add_argument("--shape", type=_shape, required=True, help="e.g. 1,4,128,128")
+    fp.add_argument("--seed", type=_u64, default=None,
+                    help="seed in [0, 2**64); required (here or before the command name), no default")
+    fp.add_argument("--shape", type=_shape, required=True, help="e.g. 1,4,128,128; required, no default")
     fp.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="randn/rand only (default float32)")
-    fp.add_argument("--device", default="cpu")
-    fp.add_argument("--stream", type=int, default=0)
-    fp.add_argument("--offset", type=int, default=0, help="first block of the draw")
-    fp.add_argument("--kind", choices=_KINDS, default="randn")
-    fp.add_argument("--json", action="store_true", help="one JSON object instead of a line")
+    fp.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    fp.add_argument("--stream", type=_u64, default=0, help="stream in [0, 2**64) (default 0)")
+    fp.add_argument("--offset", type=_u64, default=0, help="first block of the draw, in [0, 2**64) (default 0)")
+    fp.add_argument("--kind", choices=_KINDS, default="randn",
+                    help="randn (normal), rand (uniform) or bits (raw uint32 words) (default randn)")
+    fp.add_argument("--json", action="store_true", help="one JSON object instead of a line (default: a line)")
 
     check = _add_command(commands, "check", _command_check, help="compare CPU and CUDA draws (CPU only without a GPU)")
-    check.add_argument("--seed", type=int, default=None, help="default 0")
+    check.add_argument("--seed", type=_u64, default=None, help="seed in [0, 2**64) (default 0)")
 
     verify = _add_command(commands, "verify", _command_verify, help="self-check this install against the spec (seconds)")
-    verify.add_argument("--draws", type=int, default=36, help="random draws to compare with the reference")
-    verify.add_argument("--seed", "--check-seed", dest="seed", type=int, default=None,
+    verify.add_argument("--draws", type=_at_least(0), default=36,
+                        help="random draws to compare with the reference, >= 0 (default 36)")
+    verify.add_argument("--seed", "--check-seed", dest="seed", type=_u64, default=None,
                         help="fix the random draws (default: fresh)")
 
     demo = _add_command(commands, "demo", _command_demo,
                         help="run a diffusers pipeline with detnoise noise (offline) and show the proofs")
     demo.add_argument("--model", default=None, help="a local diffusers model directory (default: a small pipeline built offline)")
-    demo.add_argument("--prompt", default=None, help="prompt, for text-to-image models given with --model")
-    demo.add_argument("--images", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=None, help="first seed (default 0); image i uses seed + i")
-    demo.add_argument("--steps", type=int, default=25)
-    demo.add_argument("--device", default=None, help="the GPU column's device (default: cuda where usable; cpu: none)")
-    demo.add_argument("--out", default="detnoise_demo.png", help="PNG figure to write")
+    demo.add_argument("--prompt", default=None, help="prompt, for text-to-image models given with --model (default: none)")
+    demo.add_argument("--images", type=_at_least(1), default=4, help="images (seeds) per run, >= 1 (default 4)")
+    demo.add_argument("--seed", type=_u64, default=None, help="first seed (default 0); image i uses seed + i")
+    demo.add_argument("--steps", type=_at_least(1), default=25, help="denoising steps per image, >= 1 (default 25)")
+    demo.add_argument("--device", default=None,
+                      help="the GPU columns' device (default: cuda where usable; cpu: a second CPU configuration instead)")
+    demo.add_argument("--out", default="detnoise_demo.png",
+                      help="PNG figure to write, in an existing writable folder (default detnoise_demo.png)")
     demo.add_argument("--figure", choices=["auto", "matplotlib", "pillow"], default="auto",
-                      help="how to draw the figure (auto: matplotlib when installed)")
-    demo.add_argument("--no-timing", action="store_true", help="skip the noise timings")
+                      help="how to draw the figure (default auto: matplotlib when installed, else Pillow)")
+    demo.add_argument("--no-timing", action="store_true", help="skip the noise timings (default: time them)")
 
     report = _add_command(commands, "patch-report", _command_patch_report,
                           help="what patch_diffusers covers, and what still draws elsewhere")
-    report.add_argument("--all", action="store_true", help="scan the source of every diffusers module, loaded or not")
+    report.add_argument("--all", action="store_true",
+                        help="scan the source of every diffusers module, loaded or not (default: the loaded ones)")
 
     sde = _add_command(commands, "sde", _command_sde,
                        help="SHA-256 of a Brownian tree increment (SDE samplers), to compare devices")
-    sde.add_argument("--seed", type=int, default=None, help="default 0")
-    sde.add_argument("--shape", type=_shape, default=(1, 4, 128, 128))
-    sde.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
-    sde.add_argument("--device", default="cpu")
-    for name, default in (("t0", 0.0292), ("t1", 14.6146), ("s", 14.6146), ("t", 10.0), ("tol", 1e-6)):
-        sde.add_argument(f"--{name}", type=float, default=default)
+    sde.add_argument("--seed", type=_u64, default=None, help="seed in [0, 2**64) (default 0)")
+    sde.add_argument("--shape", type=_shape, default=(1, 4, 128, 128), help="e.g. 1,4,64,64 (default 1,4,128,128)")
+    sde.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="element type (default float32)")
+    sde.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    for name, default, what in (
+            ("t0", 0.0292, "start of the tree's interval (SDXL's smallest sigma)"),
+            ("t1", 14.6146, "end of the tree's interval (SDXL's largest sigma)"),
+            ("s", 14.6146, "first time of the increment W(s, t)"),
+            ("t", 10.0, "second time of the increment W(s, t)"),
+            ("tol", 1e-6, "the tree's tolerance: how finely it subdivides")):
+        sde.add_argument(f"--{name}", type=float, default=default, help=f"{what} (default {default})")
 
     _add_command(commands, "info", _command_info, help="what was built and what can run here, as JSON")
     return parser
@@ -276,27 +338,69 @@ def _resolve_seed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.seed = 0
 
 
-def _error_lines(error: BaseException, args: argparse.Namespace) -> list[str]:
-    """The message once, without a second "detnoise:" prefix, and the fix for any CUDA cause."""
+_DEVICE_CHOICES = "--device takes cpu, cuda or cuda:N (detnoise draws the same values on each)"
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """Refuses a --device that cannot draw here before any work, with the cause in the message
+    (the fixes come from _fixes)."""
+    text = getattr(args, "device", None)
+    if not text:
+        return
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise CommandError(f"--device {text}: not a device name") from None
+    if device.type == "meta":
+        raise CommandError("--device meta: the meta device holds shapes without values, so there is nothing "
+                           "to draw or fingerprint")
+    if device.type not in ("cpu", "cuda"):
+        raise CommandError(f"--device {text}: detnoise draws on cpu and cuda devices only")
+    if device.type == "cuda" and not _cuda_usable():
+        raise CommandError(f"--device {text}: CUDA cannot be used here")
+
+
+def _fixes(message: str, args: argparse.Namespace) -> list[str]:
+    """The fixes for what went wrong, by cause: a device name torch does not know, the meta device
+    or another non-drawing device, or CUDA (every cause found on this machine, else the error's own)."""
+    text = str(getattr(args, "device", None) or "")
+    device_type = ""
+    if text:
+        try:
+            device_type = torch.device(text).type
+        except (RuntimeError, TypeError):
+            return [_DEVICE_CHOICES]
+    if device_type == "meta" or device_type not in ("", "cpu", "cuda"):
+        return ["use --device cpu (or cuda where it can run): the values are the same on every device"]
+    if device_type == "cuda" or (device_type == "" and "cuda" in message.lower()):
+        return cuda_diagnosis.cuda_problems() or [cuda_diagnosis.explain(message) or ""]
+    return []
+
+
+def _error_lines(error: BaseException, args: argparse.Namespace | None) -> list[str]:
+    """The message once, without a second "detnoise:" prefix, then each fix for its cause once."""
     message = str(error).strip() or type(error).__name__
     while message.startswith("detnoise: "):
         message = message[len("detnoise: "):]
     lines = [f"detnoise: error: {message}"]
-    devices = [str(getattr(args, "device", None) or "")]
-    if "cuda" in message.lower() or any(device.startswith("cuda") for device in devices):
-        fixes = [cuda_diagnosis.explain(message)] + cuda_diagnosis.cuda_problems()
-        lines += [f"  fix: {fix}" for i, fix in enumerate(fixes) if fix and fix not in message and fix not in fixes[:i]]
+    fixes = [getattr(error, "help_hint", "")] + (_fixes(message, args) if args is not None else [])
+    lines += [f"  fix: {fix}" for i, fix in enumerate(fixes) if fix and fix not in message and fix not in fixes[:i]]
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command. Exit codes: 0 done, 1 a bit-for-bit check failed (check, verify, demo),
+    2 anything else that stopped the command (bad options, an unusable device, a missing extra),
+    reported as one error line and its fixes."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _resolve_seed(parser, args)
+    args: argparse.Namespace | None = None
     try:
+        args = parser.parse_args(argv)
+        _resolve_seed(parser, args)
+        _check_device(args)
         return args.handler(args)
-    except (ValueError, TypeError, RuntimeError, NotImplementedError, AssertionError) as error:
-        # AssertionError: torch's "Torch not compiled with CUDA enabled".
+    except (ValueError, TypeError, RuntimeError, NotImplementedError, AssertionError, OSError) as error:
+        # AssertionError: torch's "Torch not compiled with CUDA enabled"; OSError: files the demo reads or writes.
         print("\n".join(_error_lines(error, args)), file=sys.stderr)
         return 2
 

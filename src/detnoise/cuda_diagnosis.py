@@ -2,15 +2,37 @@
 
 The causes, in the order they stop a CUDA draw: a CPU-only torch, no driver or no visible GPU, a
 driver older than the CUDA runtime, a detnoise build without CUDA kernels, and a build without
-kernels for this GPU's architecture ("no kernel image"). The CLI, ``detnoise.Generator`` and the
+kernels for this GPU's architecture ("no kernel image"). The CUDA runtime reports the same error
+(cudaErrorInsufficientDriver) for a missing driver and for one too old, so whether the driver's
+library loads at all tells them apart (:func:`nvidia_driver_installed`). The CLI, ``detnoise.Generator`` and the
 launchers use these texts so that every CUDA failure names its fix.
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import torch
 
 _TORCH_CUDA_INSTALL = "install a CUDA build of torch (https://pytorch.org/get-started/locally/)"
+
+
+NO_DRIVER = ("no NVIDIA driver is installed (its library, libcuda, cannot be loaded; `nvidia-smi` would list the "
+             "GPU): install one, or draw with device='cpu' (the values are the same)")
+_DRIVER_LIBRARY = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+
+
+def nvidia_driver_installed() -> bool:
+    """Whether the NVIDIA driver's user-space library (libcuda.so.1, nvcuda.dll on Windows) loads.
+
+    Its absence means no driver at all; a driver that loads but is older than the CUDA runtime
+    gives the same runtime error, so this is what tells "no driver" from "driver too old"."""
+    try:
+        ctypes.CDLL(_DRIVER_LIBRARY)
+    except OSError:
+        return False
+    return True
 
 
 def _torch_label() -> str:
@@ -39,8 +61,15 @@ def detnoise_cuda_problem() -> str | None:
 
 
 def cuda_problems() -> list[str]:
-    """Every cause that stops a detnoise CUDA draw here (empty when CUDA draws can run)."""
-    return [problem for problem in (torch_cuda_problem(), detnoise_cuda_problem()) if problem]
+    """Every cause that stops a detnoise CUDA draw here, each once (empty when CUDA draws can run)."""
+    problems = [problem for problem in (torch_cuda_problem(), detnoise_cuda_problem()) if problem]
+    return list(dict.fromkeys(problems))
+
+
+def cuda_draw_problem() -> str:
+    """Why a detnoise draw on CUDA cannot run here, every cause with its fix, as one sentence (for
+    the library's errors; call it once a CUDA draw was found impossible)."""
+    return "; ".join(cuda_problems()) or "torch sees no CUDA device"
 
 
 def _architecture() -> str:
@@ -60,12 +89,13 @@ def explain(error_text: str) -> str | None:
                 f"`pip install --no-build-isolation --force-reinstall . -C cmake.define.CMAKE_CUDA_ARCHITECTURES={arch}`"
                 " (or install a torch built for this GPU, if torch raised it)")
     if "driver" in text and ("too old" in text or "insufficient" in text):
+        if "insufficient" in text and not nvidia_driver_installed():  # the runtime's word for no driver too
+            return NO_DRIVER
         return (f"the NVIDIA driver is older than the CUDA runtime ({_torch_label()} uses CUDA {torch.version.cuda}): "
                 "update the driver (`nvidia-smi` shows the newest CUDA it supports), or install torch and build "
                 "detnoise with a CUDA toolkit that driver supports")
     if "no nvidia driver" in text or "found no nvidia driver" in text:
-        return ("no NVIDIA driver is installed (check `nvidia-smi`): install one, or draw with device='cpu' "
-                "(the values are the same)")
+        return NO_DRIVER
     if "no cuda gpus are available" in text or "no cuda-capable device" in text:
         return ("no CUDA device is visible: check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or draw with device='cpu' "
                 "(the values are the same)")

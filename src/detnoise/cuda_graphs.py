@@ -60,11 +60,10 @@ class GraphSafeDraws:
         torch.device(device)  # a bad device string raises torch's own error first
         if torch.device(device).type != "cuda":
             raise ValueError(f"GraphSafeDraws is for CUDA devices, got {torch.device(device)}")
-        reason = _native.cuda_unavailable_reason()
-        if reason is None and not torch.cuda.is_available():
-            reason = "torch sees no CUDA device"
-        if reason is not None:
-            raise RuntimeError(f"detnoise: GraphSafeDraws needs CUDA: {reason}")
+        if _native.cuda_unavailable_reason() is not None or not torch.cuda.is_available():
+            from detnoise import cuda_diagnosis  # the error path only
+
+            raise RuntimeError(f"detnoise: GraphSafeDraws needs CUDA: {cuda_diagnosis.cuda_draw_problem()}")
         self.device = _pinned_device(device)
         self.seed, self.stream, offset = generator._snapshot()
         self.offset_tensor = torch.tensor([as_int64(offset)], dtype=torch.int64, device=self.device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -279,6 +280,10 @@ _OTHER_FUNCTIONS = frozenset(("poisson", "binomial", "_standard_gamma", "_sample
 _NOT_DRAWS = frozenset(("seed", "manual_seed", "get_state", "set_state", "getstate", "setstate", "RandomState", "default_rng",
                         "Generator", "fork_rng", "Random"))
 _OTHER_METHODS = frozenset(("geometric_", "cauchy_", "log_normal_"))
+# Calls whose arguments become a module's weights: a draw whose value reaches one initialises weights.
+_WEIGHT_SINKS = frozenset(("Parameter", "register_buffer", "register_parameter"))
+# Tensors an in-place draw (x.normal_()) initialises: a module's weight, bias, embedding or their .data.
+_WEIGHT_RECEIVER = re.compile(r"(weight|bias|embedding)|\.data$")
 
 
 @dataclass
@@ -319,11 +324,19 @@ class PatchReport:
         out += [f"  {f.module}:{f.line}: {f.code}" for f in covered]
         initialisers = [f for f in self.findings if f.status == "initialiser"]
         out.append(f"weight initialisers, left to torch's RNG (loaded weights replace them): {len(initialisers)}")
-        out += [f"  {f.module}:{f.line} ({f.function}): {f.code}" for f in initialisers]
+        out += [f"  {f.module}:{f.line} ({f.function}): {f.code}"
+                + (" [still drawn by detnoise while patched: the patch tells initialisers by their function's name]"
+                   if self.patched and _patched_anyway(f) else "") for f in initialisers]
         uncovered = self.uncovered
         out.append(f"draws not covered by detnoise: {len(uncovered)}")
         out += [f"  {f.module}:{f.line}: {f.code}" for f in uncovered]
         return out
+
+
+def _patched_anyway(finding: Finding) -> bool:
+    """Whether a weight initialiser's global-RNG draw is still drawn by detnoise under the patch,
+    which leaves a diffusers draw to torch only inside functions named like initialisers."""
+    return not finding.uses_generator and not torch_patch.is_initialiser(finding.function or "<module>")
 
 
 def load_diffusers_modules(packages: Sequence[str]) -> None:
@@ -419,15 +432,62 @@ def _passes_generator(call: ast.Call) -> bool:
                for keyword in call.keywords)
 
 
-def _status(name: str, is_method: bool, function: str, uses_generator: bool, patched: bool) -> str:
-    if name.startswith("init."):
+def _status(name: str, is_method: bool, becomes_weight: bool, patched: bool) -> str:
+    """A draw's status from what it does: one that initialises weights is left to torch's RNG
+    (loaded weights replace it); any other draw is noise, covered where the patch covers its kind."""
+    if name.startswith("init.") or becomes_weight:
         return "initialiser"
     covered_kind = (name in _COVERED_METHODS) if is_method else (name in _COVERED_FUNCTIONS)
-    if covered_kind and not uses_generator and torch_patch.is_initialiser(function):
-        return "initialiser"
     if covered_kind and patched:
         return "covered"
     return "not covered"
+
+
+def _call_name(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {child.id for child in ast.walk(node) if isinstance(child, ast.Name)}
+
+
+def _assigned_names(statement: ast.AST) -> set[str]:
+    targets = statement.targets if isinstance(statement, ast.Assign) else \
+        [statement.target] if isinstance(statement, (ast.AnnAssign, ast.AugAssign)) else []
+    return {name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)}
+
+
+def _becomes_weight(draw: ast.Call, scope: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether a draw's value ends up in a module's weights: drawn in place into a weight
+    (``self.embedding.weight.data.uniform_(...)``), inside ``nn.Parameter(...)`` or ``register_buffer(...)``,
+    or assigned to a local name that reaches one of those later in the same function
+    (``A = torch.zeros(n).uniform_(0, 16)`` ... ``nn.Parameter(torch.log(A))``). Where the draw sits
+    (``__init__`` or a sampling step) does not decide it: ``seed = torch.randint(...)`` in a Brownian
+    tree's ``__init__`` is noise, ``nn.Parameter(torch.randn(...))`` in any method is a weight."""
+    func = draw.func
+    if isinstance(func, ast.Attribute) and func.attr.endswith("_") and _WEIGHT_RECEIVER.search(ast.unparse(func.value)):
+        return True
+    node: ast.AST = draw
+    while node in parents and not isinstance(node, ast.stmt):
+        node = parents[node]
+        if isinstance(node, ast.Call) and _call_name(node) in _WEIGHT_SINKS:
+            return True
+    carriers = _assigned_names(node)
+    if not carriers:
+        return False
+    later = sorted((child for child in ast.walk(scope)
+                    if getattr(child, "lineno", 0) > getattr(node, "end_lineno", node.lineno)
+                    and (isinstance(child, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+                         or (isinstance(child, ast.Call) and _call_name(child) in _WEIGHT_SINKS))),
+                   key=lambda child: (child.lineno, child.col_offset))
+    for child in later:  # forward data flow through local names, in source order
+        if isinstance(child, ast.Call):
+            if _names_in(child) & carriers:
+                return True
+        elif child.value is not None and _names_in(child.value) & carriers:
+            carriers |= _assigned_names(child)
+    return False
 
 
 def _scan_module(name: str, module: ModuleType, patched: bool = False) -> list[Finding]:
@@ -461,22 +521,24 @@ def _scan_source(name: str, source: str, patched: bool, skip: range) -> list[Fin
         return []
     lines = source.splitlines()
     findings: list[Finding] = []
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
-    def visit(node: ast.AST, function: str) -> None:
+    def visit(node: ast.AST, function: str, scope: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            is_function = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            inner, inner_scope = (child.name, child) if is_function else (function, scope)
             if isinstance(child, ast.Call) and child.lineno not in skip:
                 found = _draw_name(child)
                 if found is not None:
                     draw, is_method = found
                     uses_generator = _passes_generator(child)
-                    status = _status(draw, is_method, function, uses_generator, patched)
+                    status = _status(draw, is_method, _becomes_weight(child, scope, parents), patched)
                     if draw.startswith("torchsde.") and patched and _brownian_drop_in(name):
                         status = "covered"  # the class that calls torchsde is replaced by detnoise.BatchedBrownianTree
                     findings.append(Finding(name, child.lineno, lines[child.lineno - 1].strip()[:120], uses_generator,
                                             function, status))
-            visit(child, inner)
+            visit(child, inner, inner_scope)
 
-    visit(tree, "")
+    visit(tree, "", tree)
     findings.sort(key=lambda finding: finding.line)
     return findings

@@ -145,7 +145,13 @@ def _cuda_name(device: str) -> str:
 
 
 def run_checks(random_draws: int = 36, seed: int | None = None) -> list[Check]:
-    """Every check this machine can run; ``seed`` fixes the random draws (default: fresh entropy)."""
+    """Every check this machine can run; ``seed`` fixes the random draws (default: fresh entropy).
+
+    Raises ValueError for a negative ``random_draws`` (it would check nothing and still pass)."""
+    if isinstance(random_draws, bool) or not isinstance(random_draws, int):
+        raise TypeError(f"random_draws must be an int, got {type(random_draws).__name__}")
+    if random_draws < 0:
+        raise ValueError(f"random_draws must be >= 0, got {random_draws}")
     rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
     checks = [check_kats(), check_golden(), check_random_against_reference(random_draws, rng)]
     if _native.built_with_cuda() and torch.cuda.is_available():
