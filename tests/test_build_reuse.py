@@ -6,6 +6,8 @@ scikit-build-core then deletes <build>/CMakeCache.txt and <build>/CMakeFiles bef
 These tests do the same by hand with two copies of pybind11 standing for two isolated environments
 (cmake/detnoise_stable_paths.cmake says how the build copes). They need cmake, a C++ compiler and
 pybind11 (the test extra), not nvcc: the CUDA targets sit beside the others in csrc/CMakeLists.txt.
+And before nvcc starts, CMake names the architectures it compiles and roughly how long that takes
+(cmake/detnoise_build_estimate.cmake, run alone).
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 cmake = shutil.which("cmake")
-pybind11 = pytest.importorskip("pybind11", reason="pybind11 (the test extra) gives the build its CMake files")
 needs_cmake = pytest.mark.skipif(cmake is None or shutil.which("c++") is None, reason="needs cmake and a C++ compiler")
 
 
 def isolated_environment(tmp_path: Path, name: str) -> Path:
     """A copy of pybind11 at a path of its own, as pip's build isolation makes; its CMake folder."""
+    pybind11 = pytest.importorskip("pybind11", reason="pybind11 (the test extra) gives the build its CMake files")
     package = Path(pybind11.__file__).resolve().parent
     copy = tmp_path / name / "site-packages" / "pybind11"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
