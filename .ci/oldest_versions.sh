@@ -42,8 +42,9 @@ echo "oldest torch installed in $((SECONDS - start)) s"
 pip install -q -c "$work/oldest.txt" "${wheel}[test]"
 python -c "import torch, diffusers, transformers, detnoise; print('torch', torch.__version__, '| diffusers', diffusers.__version__, '| transformers', transformers.__version__, '| detnoise from', detnoise.__file__)"
 
-# These compile csrc/ (or read the extension's machine code) with g++/nvcc/cuobjdump themselves and
-# do not depend on the torch version: the main environment's run covers them.
-python -m pytest -p no:cacheprovider \
+# These compile csrc/ (or read the extension's machine code) with g++/nvcc/cuobjdump/cmake
+# themselves and do not depend on the torch version: the main environment's run covers them.
+# Everything else runs here, the tests marked slow included (torch.compile, 4-process DTensor).
+python -m pytest -p no:cacheprovider -m "slow or not slow" \
   --ignore=tests/test_native_driver.py --ignore=tests/test_kernel_driver.py \
-  --ignore=tests/test_build_flags.py --ignore=tests/test_machine_code.py
+  --ignore=tests/test_build_flags.py --ignore=tests/test_machine_code.py --ignore=tests/test_build_reuse.py

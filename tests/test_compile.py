@@ -24,6 +24,7 @@ def noisy(x: torch.Tensor, seed: int, offset: int) -> torch.Tensor:
     return x * 2 + detnoise.normal(x.shape, seed=seed, offset=offset, dtype=x.dtype) + detnoise.uniform(x.shape, seed=seed, stream=1)
 
 
+@pytest.mark.slow  # inductor generates and compiles C++ (about 20 s); aot_eager below covers the graph
 def test_inductor_fullgraph_matches_eager() -> None:
     x = torch.arange(12.0).reshape(3, 4)
     compiled = torch.compile(noisy, fullgraph=True)

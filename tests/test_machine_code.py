@@ -15,7 +15,8 @@ PTX ISA forbids ptxas to contract. Here the SASS of every architecture in the in
   it the shared subroutine (emitted once per kernel that uses the operation).
 
 A kernel built without --fmad=false must fail the same check (negative control), so the check can
-fail. Needs nvcc and cuobjdump, not a GPU. Without a CUDA build of detnoise it checks sm_90 code
+fail. The default run reads one architecture (sm_90, else the oldest built): the references cost
+seconds of nvcc per architecture; `pytest -m slow` reads every architecture the extension carries. Needs nvcc and cuobjdump, not a GPU. Without a CUDA build of detnoise it checks sm_90 code
 compiled here from the same source and flags.
 """
 
@@ -78,7 +79,11 @@ def _run(command: list[str]) -> str:
 
 def sass_by_arch(binary: Path) -> dict[int, dict[str, Counter[str]]]:
     """{sm: {mangled kernel: Counter(opcode with modifiers)}} for every cubin in a binary."""
-    text = _run([cuobjdump, "-sass", str(binary)])
+    return sass_by_arch_text(_run([cuobjdump, "-sass", str(binary)]))
+
+
+def sass_by_arch_text(text: str) -> dict[int, dict[str, Counter[str]]]:
+    """sass_by_arch from cuobjdump's output."""
     result: dict[int, dict[str, Counter[str]]] = {}
     for section in re.split(r"(?m)^\s*code for sm_", text)[1:]:
         arch = int(re.match(r"\d+", section).group())
@@ -188,29 +193,44 @@ def kernel_sources() -> list[Path]:
     return sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
 
 
-@pytest.fixture(scope="module")
-def machine_code(tmp_path_factory) -> dict[int, dict[str, Counter[str]]]:
-    """SASS of the installed extension, every architecture it carries; else sm_90 compiled here."""
+def installed_architectures(binary: Path) -> list[int]:
+    """The sm_XY of every cubin the binary carries (cuobjdump -lelf: names only, instant)."""
+    return sorted({int(arch) for arch in re.findall(r"\.sm_(\d+)[a-z]?\.cubin", _run([cuobjdump, "-lelf", str(binary)]))})
+
+
+def read_machine_code(work: Path, every: bool) -> dict[int, dict[str, Counter[str]]]:
+    """SASS of the installed extension: every architecture it carries, or only sm_90 (else its
+    oldest); without a CUDA build, sm_90 compiled here."""
     if nvcc is None or cuobjdump is None:
         pytest.skip("needs nvcc and cuobjdump (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
     from detnoise import _core
 
     if _core.built_with_cuda:
-        sass = sass_by_arch(Path(_core.__file__))
-        assert sass, "the CUDA build of detnoise carries no SASS"
+        binary = Path(_core.__file__)
+        if every:
+            sass = sass_by_arch(binary)
+        else:
+            built = installed_architectures(binary)
+            assert built, "the CUDA build of detnoise carries no SASS"
+            arch = 90 if 90 in built else built[0]
+            sass = {arch: sass_by_arch_of(binary, arch)}
+        assert sass and all(sass.values()), "the CUDA build of detnoise carries no SASS"
         return sass
-    work = tmp_path_factory.mktemp("sass")
     merged: dict[str, Counter[str]] = {}
     for source in kernel_sources():
         merged.update(sass_by_arch(compile_cubin(source, 90, exact_cuda_flags(), work / f"{source.stem}.cubin"))[90])
     return {90: merged}
 
 
-@pytest.fixture(scope="module")
-def references(machine_code, tmp_path_factory) -> dict[int, tuple[dict[str, Counter[str]], dict]]:
+def sass_by_arch_of(binary: Path, arch: int) -> dict[str, Counter[str]]:
+    """One architecture's part of sass_by_arch (cuobjdump reads only that cubin)."""
+    text = _run([cuobjdump, "-sass", "-arch", f"sm_{arch}", str(binary)])
+    return sass_by_arch_text(text).get(arch, {})
+
+
+def learn_references(architectures: list[int], work: Path) -> dict[int, tuple[dict[str, Counter[str]], dict]]:
     """Per architecture: the detnoise kernels' PTX counts (built with CMake's flags for that
     architecture) and the learned sequence signatures."""
-    work = tmp_path_factory.mktemp("references")
     (work / "reference.cu").write_text(reference_source())
 
     def one(arch: int) -> tuple[int, tuple[dict[str, Counter[str]], dict]]:
@@ -222,10 +242,32 @@ def references(machine_code, tmp_path_factory) -> dict[int, tuple[dict[str, Coun
         return arch, (counts, learn_signatures(ref_sass, ref_ptx))
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        return dict(pool.map(one, sorted(machine_code)))
+        return dict(pool.map(one, sorted(architectures)))
 
 
-def test_sass_of_every_architecture_has_no_fused_arithmetic(machine_code, references) -> None:
+# The default run checks one architecture (compiling the references costs seconds per
+# architecture); `-m slow` checks every architecture the extension carries.
+@pytest.fixture(scope="module")
+def one_architecture(tmp_path_factory) -> dict[int, dict[str, Counter[str]]]:
+    return read_machine_code(tmp_path_factory.mktemp("sass"), every=False)
+
+
+@pytest.fixture(scope="module")
+def one_architecture_references(one_architecture, tmp_path_factory) -> dict[int, tuple[dict[str, Counter[str]], dict]]:
+    return learn_references(list(one_architecture), tmp_path_factory.mktemp("references"))
+
+
+@pytest.fixture(scope="module")
+def machine_code(tmp_path_factory) -> dict[int, dict[str, Counter[str]]]:
+    return read_machine_code(tmp_path_factory.mktemp("sass"), every=True)
+
+
+@pytest.fixture(scope="module")
+def references(machine_code, tmp_path_factory) -> dict[int, tuple[dict[str, Counter[str]], dict]]:
+    return learn_references(list(machine_code), tmp_path_factory.mktemp("references"))
+
+
+def assert_no_fused_arithmetic(machine_code, references) -> None:
     problems = []
     for arch, kernels in sorted(machine_code.items()):
         ptx, signatures = references[arch]
@@ -234,6 +276,16 @@ def test_sass_of_every_architecture_has_no_fused_arithmetic(machine_code, refere
     assert problems == [], "\n".join(problems[:20])
 
 
+def test_sass_of_one_architecture_has_no_fused_arithmetic(one_architecture, one_architecture_references) -> None:
+    assert_no_fused_arithmetic(one_architecture, one_architecture_references)
+
+
+@pytest.mark.slow
+def test_sass_of_every_architecture_has_no_fused_arithmetic(machine_code, references) -> None:
+    assert_no_fused_arithmetic(machine_code, references)
+
+
+@pytest.mark.slow
 def test_single_precision_sequences_use_no_plain_fmul_or_fadd(references) -> None:
     """So for float32 the rule is the issue's plain one: FMUL == mul.rn.f32 and FADD == add.rn.f32
     + sub.rn.f32 exactly; every FFMA and MUFU comes from division and square root."""
@@ -244,10 +296,9 @@ def test_single_precision_sequences_use_no_plain_fmul_or_fadd(references) -> Non
             assert per_use["FFMA"] > 0 and any(key.startswith("MUFU") for key in per_use), (arch, op, per_use)
 
 
-def test_the_check_fails_without_fmad_false(references, tmp_path) -> None:
+def test_the_check_fails_without_fmad_false(one_architecture_references, tmp_path) -> None:
     """Negative control: the same kernels built without --fmad=false lose FMUL/FADD to FFMA."""
-    arch = 90 if 90 in references else min(references)
-    ptx, signatures = references[arch]
+    [(arch, (ptx, signatures))] = one_architecture_references.items()
     flags = [flag for flag in exact_cuda_flags() if flag != "--fmad=false"]
     contracted = sass_by_arch(compile_cubin(KERNEL_SOURCE, arch, flags, tmp_path / "contracted.cubin"))[arch]
     problems = watched_mismatches(contracted, ptx, signatures)

@@ -107,7 +107,9 @@ def _run(command: list[str]) -> list[str]:
     return completed.stdout.split()
 
 
-@pytest.mark.parametrize("name", list(BUILDS))
+# g++ in the default run; the other toolchains (each a full build of the core, aarch64 under qemu)
+# under `pytest -m slow`.
+@pytest.mark.parametrize("name", [name if name == "g++" else pytest.param(name, marks=pytest.mark.slow) for name in BUILDS])
 def test_build_prints_reference_digests(tmp_path: Path, name: str, expected_digests: list[str]) -> None:
     digests = _run(_build(tmp_path, name))
     mismatched = [TABLE[i] for i, (got, want) in enumerate(zip(digests, expected_digests)) if got != want]
@@ -115,6 +117,7 @@ def test_build_prints_reference_digests(tmp_path: Path, name: str, expected_dige
     assert mismatched == [], f"{name}: {len(mismatched)} draws differ from the reference, e.g. {mismatched[:3]}"
 
 
+@pytest.mark.slow
 def test_contraction_changes_bits_on_aarch64(tmp_path: Path, expected_digests: list[str]) -> None:
     """Why -ffp-contract=off matters: gcc fuses a*b+c into fmadd on aarch64 by default, and the
     digests then differ. This also shows that the comparison above can fail."""
@@ -124,6 +127,7 @@ def test_contraction_changes_bits_on_aarch64(tmp_path: Path, expected_digests: l
     assert any(digests[i] != expected_digests[i] for i in normal_rows)
 
 
+@pytest.mark.slow
 def test_float32_open_uniform_equals_the_spec_for_every_word(tmp_path: Path) -> None:
     """transforms.h builds the Box-Muller u in float32 alone (fast on GPUs without float64
     throughput); all 2^32 words against the spec's float64 form. About 10-20 s."""
