@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from detnoise import _layout, _native, torch_patch
+from detnoise import _kinds, _layout, _native
 from detnoise.generator import default_generator
 from detnoise._draw import GeneratorArg, _draw_fast, _draw_with_generator, _fill, _generate
 from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_graphs use these names)
@@ -191,8 +191,8 @@ def normal_(
         if (mean_value, std_value) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
         else:
-            target.copy_(torch_patch.normal_values(tuple(target.shape), target.dtype, target.device,
-                                                   _or_default(generator), "normal_", mean_value, std_value))
+            _kinds.normal_values(tuple(target.shape), target.dtype, target.device, generator, "normal_",
+                                 mean_value, std_value, out=target, default=default_generator)
     return tensor
 
 
@@ -212,14 +212,9 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
         if (low, high) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
         else:
-            target.copy_(torch_patch.uniform_values(tuple(target.shape), target.dtype, target.device,
-                                                    _or_default(generator), "uniform_", low, high))
+            _kinds.uniform_values(tuple(target.shape), target.dtype, target.device, generator, "uniform_",
+                                  low, high, out=target, default=default_generator)
     return tensor
-
-
-def _or_default(generator: GeneratorArg) -> torch.Generator:
-    """detnoise's own functions draw from ``detnoise.default_generator`` when given none."""
-    return default_generator if generator is None else generator
 
 
 # ---- the functional core: explicit (seed, stream, offset) ---------------------------------------

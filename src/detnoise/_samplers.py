@@ -1,0 +1,621 @@
+"""Layer 2 of the torch patch: torch's sampler signatures over the kinds of ``detnoise._kinds``.
+
+Each function here takes torch's original function first, then exactly the arguments of
+``torch.randn``, ``rand``, ``randint``, ``randperm``, ``normal``, ``bernoulli``, ``multinomial``,
+``randn_like``, ``rand_like``, ``randint_like`` or the ``Tensor.normal_``, ``uniform_``,
+``random_``, ``bernoulli_``, ``exponential_`` methods, and applies torch's rules for sizes, dtypes,
+devices, ``out=``, ``requires_grad`` and memory formats itself (no meta-device dispatch: that cost
+about 1 ms per call and pulled in ``torch._refs`` and ``torch._dynamo``). ``*_like`` outputs are
+``torch.empty_like`` with the call's options, which is how torch's own ``*_like`` samplers make
+them. The rebinding that puts these behind torch's names is ``detnoise.torch_patch``.
+
+Refusals: every check runs before a block is taken. When detnoise refuses a call, the original
+function is run on copies (of the generator, ``out``, ``self``; the global RNG forked) so that the
+caller gets torch's exact exception; if torch accepts it after all, detnoise's error stands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from detnoise import _native
+from detnoise._kinds import (
+    _is_number,
+    bernoulli_values,
+    exponential_values,
+    integer_values,
+    multinomial_values,
+    normal_values,
+    permutation_values,
+    uniform_values,
+)
+from detnoise._torchargs import _check_writable, _parse_size
+
+__all__ = [
+    "randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "randn_like", "rand_like",
+    "randint_like", "tensor_normal_", "tensor_uniform_", "tensor_random_", "tensor_bernoulli_",
+    "tensor_exponential_",
+]
+
+_FLOATS = frozenset(_native.FLOAT_DTYPES)
+_ARGUMENT_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, NotImplementedError, OverflowError)
+_SIZE_TYPES = (tuple, list, torch.Size)
+_DEFAULT = torch.default_generator  # what generator=None draws from under the patch
+
+
+# ---- torch's errors ---------------------------------------------------------------------------------
+
+
+def _raise_like_torch(original: Callable[..., Any], args: tuple, kwargs: dict, error: BaseException,
+                      self: Optional[torch.Tensor] = None) -> None:
+    """Re-runs the refused call through torch on copies, so the caller gets torch's own exception
+    (type and message); if torch accepts it after all, detnoise's error stands. Nothing the caller
+    holds changes: the generator, ``out`` and ``self`` are copies, the global RNG is forked."""
+    probe = dict(kwargs)
+    generator = probe.get("generator")
+    if isinstance(generator, torch.Generator):
+        probe["generator"] = generator.clone_state()
+    if isinstance(probe.get("out"), torch.Tensor):
+        probe["out"] = probe["out"].detach().clone()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            if self is not None:
+                original(self.detach().clone(), *args, **probe)
+            else:
+                original(*args, **probe)
+        except _ARGUMENT_ERRORS as torch_error:
+            raise torch_error.with_traceback(None) from None
+    raise error
+
+
+def _check_generator(generator: object) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+
+
+def _check_float_dtype(dtype: torch.dtype, function: str, complex_ok: bool = False) -> None:
+    if dtype in _FLOATS or (complex_ok and dtype.is_complex):
+        return
+    raise RuntimeError(f"{function}: dtype {dtype} is not a floating-point dtype detnoise draws")
+
+
+def _check_grad_dtype(requires_grad: bool, dtype: torch.dtype) -> None:
+    if requires_grad and not (dtype.is_floating_point or dtype.is_complex):
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
+
+
+def _check_finite_range(low: float, high: float, function: str) -> None:
+    """torch's uniform_: ``from <= to`` and a finite width ``to - from`` (uniform_ on CPU and CUDA)."""
+    if not low <= high:
+        raise RuntimeError(f"{function} expects to return a [from, to) range, but found from={low} > to={high}")
+    if not math.isfinite(float(high) - float(low)):
+        raise RuntimeError(f"{function} expects to-from <= std::numeric_limits<double>::max(), but found to={high} "
+                           f"and from={low} which result in to-from to exceed the limit")
+
+
+def _check_std(std: Any, function: str) -> None:
+    """torch's normal: std >= 0 and not NaN (``std >= 0.0`` fails for NaN)."""
+    if isinstance(std, torch.Tensor):
+        if not bool((std >= 0).all()):
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+    elif not std >= 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+
+
+def _check_probability(p: Any) -> None:
+    if isinstance(p, torch.Tensor):
+        if not (p.dtype.is_floating_point and bool(((p >= 0) & (p <= 1)).all())):
+            raise RuntimeError("bernoulli: p must be floating point values in [0, 1]")
+    elif not (_is_number(p) and 0 <= p <= 1):
+        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+
+
+def _check_integer_range(dtype: torch.dtype, low: int, high: int, function: str) -> None:
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    if dtype == torch.bool:
+        lowest, highest = 0, 1
+    elif dtype.is_floating_point:
+        digits = {torch.float32: 24, torch.float64: 53, torch.float16: 11, torch.bfloat16: 8}[dtype]
+        lowest, highest = -(1 << digits), 1 << digits
+    else:
+        info = torch.iinfo(dtype)
+        lowest, highest = info.min, info.max
+    if low < lowest or high - 1 > highest:
+        raise RuntimeError(f"{function}: [{low}, {high}) is out of bounds for {dtype}")
+
+
+# ---- factories: randn, rand, randint, randperm, normal(number, number, size) -------------------------
+
+
+@dataclass
+class _Factory:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: Optional[torch.device]  # None: torch's default device
+    out: Optional[torch.Tensor]
+    requires_grad: bool
+    pin_memory: bool
+    generator: Any
+
+
+_FACTORY_OPTIONS = frozenset(("generator", "out", "dtype", "layout", "device", "requires_grad", "pin_memory"))
+
+
+def _plan_factory(function: str, size: tuple, kwargs: dict, default_dtype: Optional[torch.dtype],
+                  consumed: frozenset = frozenset()) -> _Factory:
+    """torch's rules for a factory call's options, applied here (torch's parser is not asked:
+    a refusal sends the call to torch on copies, which raises torch's own error)."""
+    for key in kwargs:
+        if key not in _FACTORY_OPTIONS and key not in consumed:
+            raise TypeError(f"{function}: detnoise does not support the argument {key}= under patch_torch()")
+    generator = kwargs.get("generator")
+    _check_generator(generator)
+    layout = kwargs.get("layout")
+    if layout is not None and layout != torch.strided:
+        raise RuntimeError(f"{function}: detnoise draws strided tensors only, got layout={layout}")
+    out = kwargs.get("out")
+    dtype = kwargs.get("dtype")
+    if out is not None:
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"out must be a Tensor, got {type(out).__name__}")
+        if dtype is None:
+            dtype = out.dtype
+        elif dtype != out.dtype:
+            raise RuntimeError(f"dtype {dtype} does not match dtype of out parameter ({out.dtype})")
+    if dtype is None:
+        dtype = torch.get_default_dtype() if default_dtype is None else default_dtype
+    elif type(dtype) is not torch.dtype:
+        raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
+    device = kwargs.get("device")
+    if device is not None:
+        device = torch.device(device)
+        if out is not None and _device_key(device) != _device_key(out.device):
+            raise RuntimeError(f"Expected out tensor to have device {device}, but got {out.device} instead")
+    elif out is not None:
+        device = out.device
+    requires_grad = bool(kwargs.get("requires_grad", False))
+    _check_grad_dtype(requires_grad, dtype)
+    if out is not None and requires_grad:
+        raise RuntimeError("out= arguments don't support automatic differentiation")
+    shape = _parse_size(size, function)
+    return _Factory(shape, dtype, device, out, requires_grad, bool(kwargs.get("pin_memory", False)), generator)
+
+
+def _device_key(device: torch.device) -> tuple[str, int]:
+    if device.type == "cuda" and device.index is None:
+        return ("cuda", torch.cuda.current_device())
+    return (device.type, device.index or 0)
+
+
+def _draw_device(device: Optional[torch.device]) -> Optional[torch.device]:
+    """detnoise computes on CPU and CUDA; other devices get CPU values moved to them."""
+    return device if device is None or device.type in ("cpu", "cuda") else torch.device("cpu")
+
+
+def _finish(plan: _Factory, values: torch.Tensor) -> torch.Tensor:
+    if plan.device is not None and values.device != plan.device and plan.device.type not in ("cpu", "cuda"):
+        values = values.to(plan.device)
+    if plan.out is not None:
+        if tuple(plan.out.shape) != plan.shape:
+            plan.out.resize_(plan.shape)
+        plan.out.copy_(values)
+        return plan.out
+    if plan.pin_memory:
+        values = values.pin_memory()
+    if plan.requires_grad:
+        values.requires_grad_(True)
+    return values
+
+
+def _size_of(args: tuple, kwargs: dict) -> tuple:
+    """randn/rand's size: ``*size`` or ``size=``."""
+    if "size" in kwargs:
+        if args:
+            raise TypeError("size given both positionally and as size=")
+        return (kwargs["size"],)
+    return args
+
+
+def randn(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        plan = _plan_factory("randn", _size_of(args, kwargs), kwargs, None, frozenset(("size",)))
+        _check_float_dtype(plan.dtype, "randn", complex_ok=True)
+        return _finish(plan, normal_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "randn"))
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise  # unreachable: _raise_like_torch always raises
+
+
+def rand(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        plan = _plan_factory("rand", _size_of(args, kwargs), kwargs, None, frozenset(("size",)))
+        _check_float_dtype(plan.dtype, "rand")
+        return _finish(plan, uniform_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "rand"))
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def _randint_arguments(args: tuple, kwargs: dict) -> tuple[int, int, Any]:
+    """randint(high, size) / randint(low, high, size), with any of them by name."""
+    numbers = [arg for arg in args if not isinstance(arg, _SIZE_TYPES)]
+    sizes = [arg for arg in args if isinstance(arg, _SIZE_TYPES)]
+    if "size" in kwargs:
+        sizes.append(kwargs["size"])
+    if len(sizes) != 1 or len(numbers) > 2:
+        raise TypeError("randint() received an invalid combination of arguments")
+    if "high" in kwargs:
+        low, high = kwargs.get("low", numbers[0] if numbers else 0), kwargs["high"]
+    elif len(numbers) >= 2:
+        low, high = numbers[0], numbers[1]
+    else:
+        low, high = kwargs.get("low", 0), numbers[0]
+    for value in (low, high):
+        if isinstance(value, bool):
+            raise TypeError("randint(): low and high must be ints, got bool")
+    return int(low), int(high), sizes[0]
+
+
+def randint(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        low, high, size = _randint_arguments(args, kwargs)
+        plan = _plan_factory("randint", (size,), kwargs, torch.int64, frozenset(("low", "high", "size")))
+        if plan.dtype.is_complex:
+            raise RuntimeError(f"randint: dtype {plan.dtype} is not supported")
+        _check_integer_range(plan.dtype, low, high, "randint")
+        values = integer_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "randint", low, high - low)
+        return _finish(plan, values)
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def randperm(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        if len(args) + ("n" in kwargs) != 1:
+            raise TypeError("randperm() takes one size n")
+        n = args[0] if args else kwargs["n"]
+        if isinstance(n, bool) or isinstance(n, _SIZE_TYPES):
+            raise TypeError(f"randperm(): n must be an int, got {type(n).__name__}")
+        plan = _plan_factory("randperm", (n,), kwargs, torch.int64, frozenset(("n",)))
+        count = plan.shape[0]
+        if plan.dtype.is_complex or plan.dtype == torch.bool:
+            raise RuntimeError(f"randperm: dtype {plan.dtype} is not supported")
+        if count > 0:
+            _check_integer_range(plan.dtype, 0, count, "randperm")
+        return _finish(plan, permutation_values(count, plan.dtype, _draw_device(plan.device), plan.generator, "randperm"))
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def normal(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    names = ("mean", "std", "size")
+    given = dict(zip(names, args))
+    given.update({key: kwargs[key] for key in names if key in kwargs})
+    mean, std = given.get("mean", 0.0), given.get("std", 1.0)
+    try:
+        if len(args) > 3:
+            raise TypeError("normal() takes at most mean, std and size positionally")
+        if isinstance(mean, torch.Tensor) or isinstance(std, torch.Tensor):
+            return _normal_tensors(mean, std, given, kwargs)
+        if not (_is_number(mean) and _is_number(std)):
+            raise TypeError("normal(): mean and std must be numbers or tensors")
+        if "size" not in given:
+            raise TypeError("normal(): a size is needed when mean and std are numbers")
+        plan = _plan_factory("normal", (given["size"],), kwargs, None, frozenset(names))
+        _check_std(std, "normal")
+        _check_float_dtype(plan.dtype, "normal")
+        return _finish(plan, normal_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "normal",
+                                           mean, std))
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def _normal_tensors(mean: Any, std: Any, given: dict, kwargs: dict) -> torch.Tensor:
+    """normal(Tensor, Tensor | number): torch's result is contiguous, of the broadcast shape, in
+    mean's dtype (std's when mean is a number), on that tensor's device."""
+    generator, out = kwargs.get("generator"), kwargs.get("out")
+    _check_generator(generator)
+    if "size" in given or set(kwargs) - {"mean", "std", "generator", "out"}:
+        raise TypeError("normal(): size, dtype and device are not arguments of the tensor forms")
+    tensors = [value for value in (mean, std) if isinstance(value, torch.Tensor)]
+    for value in (mean, std):
+        if not isinstance(value, torch.Tensor) and not _is_number(value):
+            raise TypeError(f"normal(): expected a tensor or a number, got {type(value).__name__}")
+    leading = mean if isinstance(mean, torch.Tensor) else std
+    shape = torch.broadcast_shapes(*(value.shape for value in tensors))
+    if len(tensors) == 2 and mean.device != std.device:
+        raise RuntimeError(f"normal(): mean and std are on different devices ({mean.device}, {std.device})")
+    _check_float_dtype(leading.dtype, "normal")
+    _check_std(std, "normal")
+    if isinstance(mean, torch.Tensor) and not mean.dtype.is_floating_point:
+        raise RuntimeError(f"normal: mean of dtype {mean.dtype} is not supported")
+    values = normal_values(tuple(shape), leading.dtype, _draw_device(leading.device), generator, "normal", mean, std)
+    plan = _Factory(tuple(shape), leading.dtype, leading.device, out, False, False, generator)
+    return _finish(plan, values)
+
+
+def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        source = args[0] if args else kwargs["input"]
+        p = args[1] if len(args) > 1 else kwargs.get("p", source)
+        generator, out = kwargs.get("generator"), kwargs.get("out")
+        _check_generator(generator)
+        if not isinstance(source, torch.Tensor):
+            raise TypeError(f"bernoulli(): input must be a Tensor, got {type(source).__name__}")
+        _check_float_dtype(source.dtype, "bernoulli")
+        _check_probability(p)
+        values = bernoulli_values(tuple(source.shape), source.dtype, _draw_device(source.device), generator,
+                                  "bernoulli", p)
+        return _finish(_Factory(tuple(source.shape), source.dtype, source.device, out, False, False, generator), values)
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        names = ("input", "num_samples", "replacement")
+        given = dict(zip(names, args))
+        given.update({key: kwargs[key] for key in names if key in kwargs})
+        probs, samples, replacement = given["input"], given["num_samples"], bool(given.get("replacement", False))
+        generator, out = kwargs.get("generator"), kwargs.get("out")
+        _check_generator(generator)
+        _check_multinomial(probs, samples, replacement)
+        values = multinomial_values(probs, samples, replacement, generator, "multinomial")
+        return _finish(_Factory(tuple(values.shape), torch.int64, probs.device, out, False, False, generator), values)
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def _check_multinomial(probs: Any, samples: Any, replacement: bool) -> None:
+    if not isinstance(probs, torch.Tensor) or not probs.dtype.is_floating_point:
+        raise RuntimeError("multinomial only supports floating-point dtypes for input")
+    if probs.dim() not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
+        raise RuntimeError(f"cannot sample n_sample <= 0 samples (got {samples})")
+    categories = probs.shape[-1]
+    if categories > 1 << 24:
+        raise RuntimeError("number of categories cannot exceed 2^24")
+    if not replacement and samples > categories:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    rows = probs.reshape(-1, categories).to(torch.float64)
+    if not bool(torch.isfinite(rows).all()) or bool((rows < 0).any()):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    if bool((rows.sum(-1) <= 0).any()):
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement and bool(((rows > 0).sum(-1) < samples).any()):
+        raise RuntimeError("invalid multinomial distribution (with replacement=False, not enough non-negative category to sample)")
+
+
+# ---- *_like: torch.empty_like with the call's options, then the draw in logical order -----------------
+
+_LIKE_OPTIONS = ("dtype", "layout", "device", "pin_memory", "memory_format")
+_LIKE_KEYS = frozenset(("input", "generator", "requires_grad", *_LIKE_OPTIONS))
+
+
+def _like_target(function: str, args: tuple, kwargs: dict, numbers: int) -> tuple[torch.Tensor, list[Any]]:
+    """The output of ``function(input, *numbers, **kwargs)`` before its values: torch's own
+    ``*_like`` samplers are ``empty_like(input, options)`` filled in place, so this is too (shape,
+    strides under every memory_format, dtype, device exactly as torch's)."""
+    for key in kwargs:
+        if key not in _LIKE_KEYS and key not in ("low", "high"):
+            raise TypeError(f"{function}() got an unexpected keyword argument '{key}'")
+    if args:
+        source, rest = args[0], list(args[1:])
+    else:
+        source, rest = kwargs["input"], []
+    if len(rest) > numbers:
+        raise TypeError(f"{function}() takes at most {numbers + 1} positional arguments")
+    if not isinstance(source, torch.Tensor):
+        raise TypeError(f"{function}(): input must be a Tensor, got {type(source).__name__}")
+    _check_generator(kwargs.get("generator"))
+    layout = kwargs.get("layout")
+    if layout is not None and layout != torch.strided:
+        raise RuntimeError(f"{function}: detnoise draws strided tensors only, got layout={layout}")
+    if source.layout != torch.strided:
+        raise RuntimeError(f"{function}: detnoise draws strided tensors only, got an input of layout {source.layout}")
+    options = {key: kwargs[key] for key in _LIKE_OPTIONS if key in kwargs}
+    target = torch.empty_like(source, **options)
+    _check_grad_dtype(bool(kwargs.get("requires_grad", False)), target.dtype)
+    return target, rest
+
+
+def _like_result(target: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    if kwargs.get("requires_grad"):
+        target.requires_grad_(True)
+    return target
+
+
+def randn_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        target, _ = _like_target("randn_like", args, kwargs, 0)
+        _check_float_dtype(target.dtype, "randn_like", complex_ok=True)
+        normal_values(tuple(target.shape), target.dtype, _draw_device(target.device), kwargs.get("generator"),
+                      "randn_like", out=target)
+        return _like_result(target, kwargs)
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def rand_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        target, _ = _like_target("rand_like", args, kwargs, 0)
+        _check_float_dtype(target.dtype, "rand_like")
+        uniform_values(tuple(target.shape), target.dtype, _draw_device(target.device), kwargs.get("generator"),
+                       "rand_like", out=target)
+        return _like_result(target, kwargs)
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    try:
+        target, numbers = _like_target("randint_like", args, kwargs, 2)
+        if "high" in kwargs:
+            low, high = kwargs.get("low", numbers[0] if numbers else 0), kwargs["high"]
+        elif len(numbers) >= 2:
+            low, high = numbers[0], numbers[1]
+        elif numbers:
+            low, high = kwargs.get("low", 0), numbers[0]
+        else:
+            raise TypeError("randint_like() missing its high bound")
+        low, high = int(low), int(high)
+        if target.dtype.is_complex:
+            raise RuntimeError(f"randint_like: dtype {target.dtype} is not supported")
+        _check_integer_range(target.dtype, low, high, "randint_like")
+        values = integer_values(tuple(target.shape), target.dtype, _draw_device(target.device),
+                                kwargs.get("generator"), "randint_like", low, high - low)
+        target.copy_(values)
+        return _like_result(target, kwargs)
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error)
+        raise
+
+
+# ---- Tensor methods (in place) ------------------------------------------------------------------------
+
+
+def _in_place(original: Callable[..., Any], function: str, self: torch.Tensor, args: tuple, kwargs: dict,
+              fill: Callable[[], None]) -> torch.Tensor:
+    """torch's in-place rules, checked before any blocks are taken; ``fill`` writes ``self``."""
+    if self.device.type == "meta":
+        return original(self, *args, **kwargs)
+    try:
+        for key in kwargs:
+            if key not in _IN_PLACE_KEYS[function]:
+                raise TypeError(f"{function}() got an unexpected keyword argument '{key}'")
+        _check_generator(kwargs.get("generator"))
+        if self.requires_grad and self.is_leaf and torch.is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        _check_writable(self, function)
+        fill()
+        return self
+    except _ARGUMENT_ERRORS as error:
+        _raise_like_torch(original, args, kwargs, error, self=self)
+        raise
+
+
+_IN_PLACE_KEYS = {
+    "normal_": frozenset(("mean", "std", "generator")),
+    "uniform_": frozenset(("from", "to", "generator")),
+    "exponential_": frozenset(("lambd", "generator")),
+    "bernoulli_": frozenset(("p", "generator")),
+    "random_": frozenset(("from", "to", "generator")),
+}
+
+
+def _named(args: tuple, kwargs: dict, names: tuple[str, ...], defaults: tuple[Any, ...]) -> list[Any]:
+    if len(args) > len(names):
+        raise TypeError(f"takes at most {len(names)} positional arguments, got {len(args)}")
+    values = list(defaults)
+    for index, value in enumerate(args):
+        values[index] = value
+    for index, key in enumerate(names):
+        if key in kwargs:
+            values[index] = kwargs[key]
+    return values
+
+
+def _copy_into(self: torch.Tensor, values: torch.Tensor) -> None:
+    self.copy_(values)
+
+
+def tensor_normal_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def fill() -> None:
+        mean, std = _named(args, kwargs, ("mean", "std"), (0.0, 1.0))
+        if not (_is_number(mean) and _is_number(std)):
+            raise TypeError("normal_: mean and std must be numbers")
+        _check_std(std, "normal_")
+        _check_float_dtype(self.dtype, "normal_", complex_ok=True)
+        normal_values(tuple(self.shape), self.dtype, _draw_device(self.device), kwargs.get("generator"), "normal_",
+                      mean, std, out=self)
+
+    return _in_place(original, "normal_", self, args, kwargs, fill)
+
+
+def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def fill() -> None:
+        low, high = _named(args, kwargs, ("from", "to"), (0.0, 1.0))
+        if not (_is_number(low) and _is_number(high)):
+            raise TypeError("uniform_: from and to must be numbers")
+        _check_finite_range(low, high, "uniform_")
+        _check_float_dtype(self.dtype, "uniform_")
+        uniform_values(tuple(self.shape), self.dtype, _draw_device(self.device), kwargs.get("generator"), "uniform_",
+                       low, high, out=self)
+
+    return _in_place(original, "uniform_", self, args, kwargs, fill)
+
+
+def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def fill() -> None:
+        (lambd,) = _named(args, kwargs, ("lambd",), (1.0,))
+        if not _is_number(lambd):
+            raise TypeError("exponential_: lambd must be a number")
+        if not lambd > 0:
+            raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+        _check_float_dtype(self.dtype, "exponential_")
+        _copy_into(self, exponential_values(tuple(self.shape), self.dtype, _draw_device(self.device),
+                                            kwargs.get("generator"), "exponential_", lambd))
+
+    return _in_place(original, "exponential_", self, args, kwargs, fill)
+
+
+def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def fill() -> None:
+        (p,) = _named(args, kwargs, ("p",), (0.5,))
+        _check_probability(p)
+        if self.dtype.is_complex:
+            raise RuntimeError(f"bernoulli_: dtype {self.dtype} is not supported")
+        _copy_into(self, bernoulli_values(tuple(self.shape), self.dtype, _draw_device(self.device),
+                                          kwargs.get("generator"), "bernoulli_", p))
+
+    return _in_place(original, "bernoulli_", self, args, kwargs, fill)
+
+
+def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
+    """random_()'s range [low, high): [0, 2^digits] for floats, [0, max] for integers (as torch)."""
+    if dtype == torch.bool:
+        return 0, 2
+    if dtype.is_floating_point:
+        return 0, (1 << {torch.float32: 24, torch.float64: 53, torch.float16: 11, torch.bfloat16: 8}[dtype]) + 1
+    return 0, torch.iinfo(dtype).max + 1
+
+
+def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def fill() -> None:
+        if self.dtype.is_complex:
+            raise RuntimeError(f"random_: dtype {self.dtype} is not supported")
+        if len(args) > 2:
+            raise TypeError("random_() takes at most from and to")
+        default_low, default_high = _default_integer_range(self.dtype)
+        if "from" in kwargs or len(args) >= 2:
+            low = kwargs["from"] if "from" in kwargs else args[0]
+            high = kwargs["to"] if "to" in kwargs else (args[1] if len(args) >= 2 else None)
+            if high is None:
+                high = default_high
+        elif "to" in kwargs or args:
+            low, high = 0, kwargs["to"] if "to" in kwargs else args[0]
+        else:
+            low, high = default_low, default_high
+        if not (_is_number(low) and _is_number(high)):
+            raise TypeError("random_: from and to must be ints")
+        low, high = int(low), int(high)
+        if (low, high) != (default_low, default_high):
+            _check_integer_range(self.dtype, low, high, "random_")
+        _copy_into(self, integer_values(tuple(self.shape), self.dtype, _draw_device(self.device),
+                                        kwargs.get("generator"), "random_", low, high - low))
+
+    return _in_place(original, "random_", self, args, kwargs, fill)
