@@ -16,7 +16,7 @@ caller gets torch's exact exception; if torch accepts it after all, detnoise's e
 
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -33,7 +33,7 @@ from detnoise._kinds import (
     permutation_values,
     uniform_values,
 )
-from detnoise._torchargs import _check_writable, _parse_size
+from detnoise._torchargs import _check_std as _check_number_std, _check_uniform_bounds, _check_writable, _parse_size
 
 __all__ = [
     "randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "randn_like", "rand_like",
@@ -44,7 +44,8 @@ __all__ = [
 _FLOATS = frozenset(_native.FLOAT_DTYPES)
 _ARGUMENT_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, NotImplementedError, OverflowError)
 _SIZE_TYPES = (tuple, list, torch.Size)
-_DEFAULT = torch.default_generator  # what generator=None draws from under the patch
+# Significand digits: the integers a float dtype holds exactly are those up to 2**digits.
+_DIGITS = {torch.float32: 24, torch.float64: 53, torch.float16: 11, torch.bfloat16: 8}
 
 
 # ---- torch's errors ---------------------------------------------------------------------------------
@@ -89,22 +90,13 @@ def _check_grad_dtype(requires_grad: bool, dtype: torch.dtype) -> None:
         raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
 
 
-def _check_finite_range(low: float, high: float, function: str) -> None:
-    """torch's uniform_: ``from <= to`` and a finite width ``to - from`` (uniform_ on CPU and CUDA)."""
-    if not low <= high:
-        raise RuntimeError(f"{function} expects to return a [from, to) range, but found from={low} > to={high}")
-    if not math.isfinite(float(high) - float(low)):
-        raise RuntimeError(f"{function} expects to-from <= std::numeric_limits<double>::max(), but found to={high} "
-                           f"and from={low} which result in to-from to exceed the limit")
-
-
 def _check_std(std: Any, function: str) -> None:
-    """torch's normal: std >= 0 and not NaN (``std >= 0.0`` fails for NaN)."""
+    """torch's normal: std >= 0, so NaN is refused too (for a tensor std, every element)."""
     if isinstance(std, torch.Tensor):
         if not bool((std >= 0).all()):
             raise RuntimeError("normal expects all elements of std >= 0.0")
-    elif not std >= 0:
-        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    else:
+        _check_number_std(std, function)
 
 
 def _check_probability(p: Any) -> None:
@@ -116,18 +108,27 @@ def _check_probability(p: Any) -> None:
 
 
 def _check_integer_range(dtype: torch.dtype, low: int, high: int, function: str) -> None:
+    """torch's random_/randint: ``from < to``, and ``from`` and ``to - 1`` within the dtype's range
+    (for floats its finite range: torch only warns beyond the exactly representable integers)."""
     if low >= high:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     if dtype == torch.bool:
         lowest, highest = 0, 1
     elif dtype.is_floating_point:
-        digits = {torch.float32: 24, torch.float64: 53, torch.float16: 11, torch.bfloat16: 8}[dtype]
-        lowest, highest = -(1 << digits), 1 << digits
+        info = torch.finfo(dtype)
+        lowest, highest = info.min, info.max
     else:
         info = torch.iinfo(dtype)
         lowest, highest = info.min, info.max
     if low < lowest or high - 1 > highest:
         raise RuntimeError(f"{function}: [{low}, {high}) is out of bounds for {dtype}")
+    if dtype.is_floating_point:
+        digits = _DIGITS[dtype]
+        for value, name in ((low, "from"), (high - 1, "to - 1")):
+            if not -(1 << digits) <= value <= 1 << digits:
+                warnings.warn(f"{name} is out of bounds [-(2^{digits}), 2^{digits}]. Due to precision limitations "
+                              f"{dtype} can support discrete uniform distribution only within this range.",
+                              UserWarning, stacklevel=4)
 
 
 # ---- factories: randn, rand, randint, randperm, normal(number, number, size) -------------------------
@@ -162,8 +163,7 @@ def _plan_factory(function: str, size: tuple, kwargs: dict, default_dtype: Optio
     out = kwargs.get("out")
     dtype = kwargs.get("dtype")
     if out is not None:
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"out must be a Tensor, got {type(out).__name__}")
+        _check_out_tensor(out)
         if dtype is None:
             dtype = out.dtype
         elif dtype != out.dtype:
@@ -185,6 +185,15 @@ def _plan_factory(function: str, size: tuple, kwargs: dict, default_dtype: Optio
         raise RuntimeError("out= arguments don't support automatic differentiation")
     shape = _parse_size(size, function)
     return _Factory(shape, dtype, device, out, requires_grad, bool(kwargs.get("pin_memory", False)), generator)
+
+
+def _check_out_tensor(out: Any) -> None:
+    """What torch refuses of an ``out=`` tensor before writing it (checked before the draw)."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a Tensor, got {type(out).__name__}")
+    if out.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError("out= arguments don't support automatic differentiation, but one of the arguments requires grad")
+    _check_writable(out, "out=")
 
 
 def _device_key(device: torch.device) -> tuple[str, int]:
@@ -287,6 +296,8 @@ def randperm(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.T
         count = plan.shape[0]
         if plan.dtype.is_complex or plan.dtype == torch.bool:
             raise RuntimeError(f"randperm: dtype {plan.dtype} is not supported")
+        if plan.dtype.is_floating_point and count > (1 << _DIGITS[plan.dtype]) + 1:
+            raise RuntimeError(f"n cannot be greater than {(1 << _DIGITS[plan.dtype]) + 1} for {plan.dtype}")
         if count > 0:
             _check_integer_range(plan.dtype, 0, count, "randperm")
         return _finish(plan, permutation_values(count, plan.dtype, _draw_device(plan.device), plan.generator, "randperm"))
@@ -324,6 +335,8 @@ def _normal_tensors(mean: Any, std: Any, given: dict, kwargs: dict) -> torch.Ten
     mean's dtype (std's when mean is a number), on that tensor's device."""
     generator, out = kwargs.get("generator"), kwargs.get("out")
     _check_generator(generator)
+    if out is not None:
+        _check_out_tensor(out)
     if "size" in given or set(kwargs) - {"mean", "std", "generator", "out"}:
         raise TypeError("normal(): size, dtype and device are not arguments of the tensor forms")
     tensors = [value for value in (mean, std) if isinstance(value, torch.Tensor)]
@@ -349,6 +362,8 @@ def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
         p = args[1] if len(args) > 1 else kwargs.get("p", source)
         generator, out = kwargs.get("generator"), kwargs.get("out")
         _check_generator(generator)
+        if out is not None:
+            _check_out_tensor(out)
         if not isinstance(source, torch.Tensor):
             raise TypeError(f"bernoulli(): input must be a Tensor, got {type(source).__name__}")
         _check_float_dtype(source.dtype, "bernoulli")
@@ -369,6 +384,8 @@ def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torc
         probs, samples, replacement = given["input"], given["num_samples"], bool(given.get("replacement", False))
         generator, out = kwargs.get("generator"), kwargs.get("out")
         _check_generator(generator)
+        if out is not None:
+            _check_out_tensor(out)
         _check_multinomial(probs, samples, replacement)
         values = multinomial_values(probs, samples, replacement, generator, "multinomial")
         return _finish(_Factory(tuple(values.shape), torch.int64, probs.device, out, False, False, generator), values)
@@ -551,8 +568,8 @@ def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any
         low, high = _named(args, kwargs, ("from", "to"), (0.0, 1.0))
         if not (_is_number(low) and _is_number(high)):
             raise TypeError("uniform_: from and to must be numbers")
-        _check_finite_range(low, high, "uniform_")
         _check_float_dtype(self.dtype, "uniform_")
+        _check_uniform_bounds(low, high, self.dtype, "uniform_")
         uniform_values(tuple(self.shape), self.dtype, _draw_device(self.device), kwargs.get("generator"), "uniform_",
                        low, high, out=self)
 
@@ -590,7 +607,7 @@ def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
     if dtype == torch.bool:
         return 0, 2
     if dtype.is_floating_point:
-        return 0, (1 << {torch.float32: 24, torch.float64: 53, torch.float16: 11, torch.bfloat16: 8}[dtype]) + 1
+        return 0, (1 << _DIGITS[dtype]) + 1
     return 0, torch.iinfo(dtype).max + 1
 
 

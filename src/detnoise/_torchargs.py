@@ -168,3 +168,28 @@ def _check_scalar(value: object, name: str, function: str) -> float:
         raise TypeError(f"{function}: {name} must be a real number, got {type(value).__name__}")
     return float(value)
 
+
+
+# ---- the values torch refuses (checked before any block is taken) ---------------------------------
+
+
+def _check_std(std: float, function: str) -> None:
+    """torch's normal: ``std >= 0`` (so NaN is refused too), a RuntimeError."""
+    if not std >= 0:
+        raise RuntimeError(f"{function}: normal expects std >= 0.0, but found std {std}")
+
+
+def _check_uniform_bounds(low: float, high: float, dtype: torch.dtype, function: str) -> None:
+    """torch's uniform_ for a floating dtype, in its order: ``from`` and ``to`` within the dtype's
+    finite range (so NaN and infinities are refused), ``from <= to``, and ``to - from`` (binary64)
+    at most the dtype's largest value. RuntimeErrors, as torch's."""
+    info = torch.finfo(dtype)
+    low, high = float(low), float(high)
+    for value, name in ((low, "from"), (high, "to")):
+        if not info.min <= value <= info.max:
+            raise RuntimeError(f"{function}: {name}={value} is out of bounds for {dtype}")
+    if not low <= high:
+        raise RuntimeError(f"{function} expects to return a [from, to) range, but found from={low} > to={high}")
+    if not high - low <= info.max:
+        raise RuntimeError(f"{function} expects to-from <= the largest {dtype}, but found to={high} and from={low} "
+                           "which result in to-from to exceed the limit")

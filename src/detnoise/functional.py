@@ -23,6 +23,8 @@ from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_gra
     _check_fill_target,
     _check_out,
     _check_scalar,
+    _check_std,
+    _check_uniform_bounds,
     _numel,
     _parse_size,
     _prepare_output,
@@ -185,8 +187,7 @@ def normal_(
     target = _check_fill_target(tensor, "normal_")
     mean_value = _check_scalar(mean, "mean", "normal_")
     std_value = _check_scalar(std, "std", "normal_")
-    if std_value < 0:
-        raise ValueError(f"normal_: std must be >= 0, got {std_value}")
+    _check_std(std_value, "normal_")
     with torch.no_grad():
         if (mean_value, std_value) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
@@ -206,8 +207,7 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
     target = _check_fill_target(tensor, "uniform_")
     low = _check_scalar(a, "a", "uniform_")
     high = _check_scalar(b, "b", "uniform_")
-    if not low <= high:
-        raise ValueError(f"uniform_: expects a <= b, got a={low}, b={high}")
+    _check_uniform_bounds(low, high, target.dtype, "uniform_")
     with torch.no_grad():
         if (low, high) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
