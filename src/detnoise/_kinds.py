@@ -19,6 +19,7 @@ from typing import Any, Optional
 import torch
 
 from detnoise import _draw, _native
+from detnoise._torchargs import _check_std, _check_uniform_bounds
 
 __all__ = [
     "normal_values",
@@ -53,6 +54,9 @@ def _native_draw(kind: int, shape: tuple[int, ...], dtype: torch.dtype, device: 
                  generator: Any, function: str, default: Any) -> torch.Tensor:
     """A new contiguous tensor holding the next draw of ``kind`` from ``generator`` (``device``
     None: torch's default device; devices other than CPU and CUDA get CPU values moved there)."""
+    fast = _draw._draw_fast(kind, shape, generator, dtype, device, None, default)  # the common case's short path
+    if fast is not None:
+        return fast
     target = torch.empty(shape, dtype=dtype, device=device)
     if not (target.is_cpu or target.is_cuda):
         return _native_draw(kind, shape, dtype, torch.device("cpu"), generator, function, default).to(target.device)
@@ -78,6 +82,55 @@ def _operand(value: Any, dtype: torch.dtype, device: Optional[torch.device]) -> 
     return value.to(dtype) if isinstance(value, torch.Tensor) else _scalar(value, dtype, device)
 
 
+# ---- the kinds' domains (torch's refusals; checked before any block is taken) -----------------------
+
+
+def _check_normal_std(std: Any, function: str) -> None:
+    """std >= 0, so NaN is refused too (for a tensor std, every element), as torch's normal."""
+    if not isinstance(std, torch.Tensor):
+        _check_std(std, function)
+    elif std.numel() and not std.min().item() >= 0:  # min propagates NaN
+        raise RuntimeError("normal expects all elements of std >= 0.0")
+
+
+def _check_probability(p: Any, function: str) -> None:
+    """p in [0, 1] (NaN refused), as torch's bernoulli: a number, or every element of a float tensor."""
+    if isinstance(p, torch.Tensor):
+        if not p.dtype.is_floating_point:
+            raise RuntimeError(f"{function}: p must be a floating-point tensor, got {p.dtype}")
+        if p.numel():
+            low, high = torch.aminmax(p)  # NaN propagates into both
+            if not (low.item() >= 0 and high.item() <= 1):
+                raise RuntimeError(f"{function}: Expected p_in >= 0 && p_in <= 1 to be true, but got false.")
+    elif isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise RuntimeError(f"{function} expects p to be in [0, 1], but got p={p}")
+
+
+def _check_weights(probs: Any, samples: Any, replacement: bool) -> None:
+    """torch's multinomial: a 1-D or 2-D float tensor of finite, non-negative weights with a
+    positive sum in every row, and 1 to K samples (any number with replacement)."""
+    if not isinstance(probs, torch.Tensor) or not probs.dtype.is_floating_point:
+        raise RuntimeError("multinomial only supports floating-point dtypes for input")
+    if probs.dim() not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
+        raise RuntimeError(f"cannot sample n_sample <= 0 samples (got {samples})")
+    categories = probs.shape[-1]
+    if categories > 1 << 24:
+        raise RuntimeError("number of categories cannot exceed 2^24")
+    if not replacement and samples > categories:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    if probs.numel():
+        rows = probs.reshape(-1, categories)
+        low, high = torch.aminmax(rows)  # NaN propagates into both
+        least_sum = rows.sum(-1, dtype=torch.float64).min()
+        low, high, least_sum = torch.stack((low.double(), high.double(), least_sum)).tolist()  # one sync
+        if not (low >= 0 and high < float("inf")):
+            raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+        if not least_sum > 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+
+
 def normal_values(shape: tuple[int, ...], dtype: torch.dtype, device: Optional[torch.device], generator: Any,
                   function: str, mean: Any = 0.0, std: Any = 1.0, *, out: Optional[torch.Tensor] = None,
                   default: Any = torch.default_generator) -> torch.Tensor:
@@ -86,6 +139,8 @@ def normal_values(shape: tuple[int, ...], dtype: torch.dtype, device: Optional[t
 
     ``out`` (shape ``shape``, dtype ``dtype``): written and returned instead of a new tensor.
     """
+    if isinstance(std, torch.Tensor) or std != 1:  # torch's refusals, before any block is taken
+        _check_normal_std(std, function)
     if dtype.is_complex:
         real = _COMPLEX_PARTS.get(dtype)
         if real is None:
@@ -123,6 +178,8 @@ def uniform_values(shape: tuple[int, ...], dtype: torch.dtype, device: Optional[
     """SPEC §10.3: the uniform of §4 in ``dtype``; for bounds other than [0, 1), ``u * (high - low)``
     (the width computed in binary64, rounded to the compute type) ``+ low``, two IEEE operations."""
     standard = (low, high) == (0.0, 1.0)
+    if not standard:
+        _check_uniform_bounds(low, high, dtype, function)
     compute = _compute_dtype(dtype)
     where = device  # the device the values are computed on (``out``'s, for CPU/CUDA)
     if not standard:  # operands first: a value torch cannot hold fails before any blocks are taken
@@ -154,6 +211,7 @@ def exponential_values(shape: tuple[int, ...], dtype: torch.dtype, device: Optio
 def bernoulli_values(shape: tuple[int, ...], dtype: torch.dtype, device: Optional[torch.device], generator: Any,
                      function: str, p: Any, *, default: Any = torch.default_generator) -> torch.Tensor:
     """SPEC §10.5: 1 where the float64 uniform (§4) is below p (compared exactly in binary64)."""
+    _check_probability(p, function)
     u = _native_draw(KIND_UNIFORM, shape, torch.float64, device, generator, function, default)
     threshold = p.to(device=u.device, dtype=torch.float64) if isinstance(p, torch.Tensor) else float(p)
     return (u < threshold).to(dtype)
@@ -213,6 +271,7 @@ def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, gen
     """SPEC §10.8: exponential races. Each category i of a row gets ``E_i / p_i`` (binary64, E from
     §10.4's float64 form); without replacement the first ``samples`` indices in ascending key order
     (stable), with replacement ``samples`` independent races, each the first index of the least key."""
+    _check_weights(probs, samples, replacement)
     rows = probs.reshape(-1, probs.shape[-1]).to(torch.float64)
     count, categories = rows.shape
     rounds = samples if replacement else 1

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from detnoise import _native
+from detnoise import _draw, _native
 from detnoise._kinds import (
     _is_number,
     bernoulli_values,
@@ -33,7 +33,7 @@ from detnoise._kinds import (
     permutation_values,
     uniform_values,
 )
-from detnoise._torchargs import _check_std as _check_number_std, _check_uniform_bounds, _check_writable, _parse_size
+from detnoise._torchargs import _check_writable, _parse_size
 
 __all__ = [
     "randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "randn_like", "rand_like",
@@ -44,6 +44,8 @@ __all__ = [
 _FLOATS = frozenset(_native.FLOAT_DTYPES)
 _ARGUMENT_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, NotImplementedError, OverflowError)
 _SIZE_TYPES = (tuple, list, torch.Size)
+_CPU = torch.device("cpu")
+_DEFAULT = torch.default_generator  # what generator=None draws from under the patch
 # Significand digits: the integers a float dtype holds exactly are those up to 2**digits.
 _DIGITS = {torch.float32: 24, torch.float64: 53, torch.float16: 11, torch.bfloat16: 8}
 
@@ -90,21 +92,20 @@ def _check_grad_dtype(requires_grad: bool, dtype: torch.dtype) -> None:
         raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
 
 
-def _check_std(std: Any, function: str) -> None:
-    """torch's normal: std >= 0, so NaN is refused too (for a tensor std, every element)."""
-    if isinstance(std, torch.Tensor):
-        if not bool((std >= 0).all()):
-            raise RuntimeError("normal expects all elements of std >= 0.0")
-    else:
-        _check_number_std(std, function)
+_VALUE_RANGES: dict[torch.dtype, tuple[float, float]] = {}
 
 
-def _check_probability(p: Any) -> None:
-    if isinstance(p, torch.Tensor):
-        if not (p.dtype.is_floating_point and bool(((p >= 0) & (p <= 1)).all())):
-            raise RuntimeError("bernoulli: p must be floating point values in [0, 1]")
-    elif not (_is_number(p) and 0 <= p <= 1):
-        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+def _value_range(dtype: torch.dtype) -> tuple[float, float]:
+    """The least and greatest values of ``dtype`` (finite ones for floats), cached per dtype."""
+    known = _VALUE_RANGES.get(dtype)
+    if known is None:
+        if dtype == torch.bool:
+            known = (0, 1)
+        else:
+            info = torch.finfo(dtype) if dtype.is_floating_point else torch.iinfo(dtype)
+            known = (info.min, info.max)
+        _VALUE_RANGES[dtype] = known
+    return known
 
 
 def _check_integer_range(dtype: torch.dtype, low: int, high: int, function: str) -> None:
@@ -112,14 +113,7 @@ def _check_integer_range(dtype: torch.dtype, low: int, high: int, function: str)
     (for floats its finite range: torch only warns beyond the exactly representable integers)."""
     if low >= high:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    if dtype == torch.bool:
-        lowest, highest = 0, 1
-    elif dtype.is_floating_point:
-        info = torch.finfo(dtype)
-        lowest, highest = info.min, info.max
-    else:
-        info = torch.iinfo(dtype)
-        lowest, highest = info.min, info.max
+    lowest, highest = _value_range(dtype)
     if low < lowest or high - 1 > highest:
         raise RuntimeError(f"{function}: [{low}, {high}) is out of bounds for {dtype}")
     if dtype.is_floating_point:
@@ -152,8 +146,8 @@ def _plan_factory(function: str, size: tuple, kwargs: dict, default_dtype: Optio
                   consumed: frozenset = frozenset()) -> _Factory:
     """torch's rules for a factory call's options, applied here (torch's parser is not asked:
     a refusal sends the call to torch on copies, which raises torch's own error)."""
-    for key in kwargs:
-        if key not in _FACTORY_OPTIONS and key not in consumed:
+    if not kwargs.keys() <= _FACTORY_OPTIONS:
+        for key in kwargs.keys() - _FACTORY_OPTIONS - consumed:
             raise TypeError(f"{function}: detnoise does not support the argument {key}= under patch_torch()")
     generator = kwargs.get("generator")
     _check_generator(generator)
@@ -204,7 +198,7 @@ def _device_key(device: torch.device) -> tuple[str, int]:
 
 def _draw_device(device: Optional[torch.device]) -> Optional[torch.device]:
     """detnoise computes on CPU and CUDA; other devices get CPU values moved to them."""
-    return device if device is None or device.type in ("cpu", "cuda") else torch.device("cpu")
+    return device if device is None or device.type in ("cpu", "cuda") else _CPU
 
 
 def _finish(plan: _Factory, values: torch.Tensor) -> torch.Tensor:
@@ -231,8 +225,24 @@ def _size_of(args: tuple, kwargs: dict) -> tuple:
     return args
 
 
+_FAST_KEYS = frozenset(("generator", "dtype", "device"))
+_STANDARD_DTYPES = frozenset((None, *_FLOATS))
+
+
+def _standard_draw(kind: int, args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+    """The common ``randn``/``rand`` call (sizes, generator, a real float dtype, a device seen
+    before) by detnoise's own short path, as ``detnoise.randn`` takes it; None: the general path."""
+    if kwargs.keys() <= _FAST_KEYS and kwargs.get("dtype") in _STANDARD_DTYPES:
+        return _draw._draw_fast(kind, args, kwargs.get("generator"), kwargs.get("dtype"), kwargs.get("device"), None,
+                                _DEFAULT)
+    return None
+
+
 def randn(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        fast = _standard_draw(_native.KIND_NORMAL, args, kwargs)
+        if fast is not None:
+            return fast
         plan = _plan_factory("randn", _size_of(args, kwargs), kwargs, None, frozenset(("size",)))
         _check_float_dtype(plan.dtype, "randn", complex_ok=True)
         return _finish(plan, normal_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "randn"))
@@ -243,6 +253,9 @@ def randn(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tens
 
 def rand(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        fast = _standard_draw(_native.KIND_UNIFORM, args, kwargs)
+        if fast is not None:
+            return fast
         plan = _plan_factory("rand", _size_of(args, kwargs), kwargs, None, frozenset(("size",)))
         _check_float_dtype(plan.dtype, "rand")
         return _finish(plan, uniform_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "rand"))
@@ -321,13 +334,15 @@ def normal(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Ten
         if "size" not in given:
             raise TypeError("normal(): a size is needed when mean and std are numbers")
         plan = _plan_factory("normal", (given["size"],), kwargs, None, frozenset(names))
-        _check_std(std, "normal")
         _check_float_dtype(plan.dtype, "normal")
         return _finish(plan, normal_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "normal",
                                            mean, std))
     except _ARGUMENT_ERRORS as error:
         _raise_like_torch(original, args, kwargs, error)
         raise
+
+
+_NORMAL_TENSOR_KEYS = frozenset(("mean", "std", "generator", "out"))
 
 
 def _normal_tensors(mean: Any, std: Any, given: dict, kwargs: dict) -> torch.Tensor:
@@ -337,23 +352,25 @@ def _normal_tensors(mean: Any, std: Any, given: dict, kwargs: dict) -> torch.Ten
     _check_generator(generator)
     if out is not None:
         _check_out_tensor(out)
-    if "size" in given or set(kwargs) - {"mean", "std", "generator", "out"}:
+    if "size" in given or not kwargs.keys() <= _NORMAL_TENSOR_KEYS:
         raise TypeError("normal(): size, dtype and device are not arguments of the tensor forms")
     tensors = [value for value in (mean, std) if isinstance(value, torch.Tensor)]
     for value in (mean, std):
         if not isinstance(value, torch.Tensor) and not _is_number(value):
             raise TypeError(f"normal(): expected a tensor or a number, got {type(value).__name__}")
     leading = mean if isinstance(mean, torch.Tensor) else std
-    shape = torch.broadcast_shapes(*(value.shape for value in tensors))
+    shape = leading.shape
+    if len(tensors) == 2 and mean.shape != std.shape:
+        shape = torch.broadcast_shapes(mean.shape, std.shape)
     if len(tensors) == 2 and mean.device != std.device:
         raise RuntimeError(f"normal(): mean and std are on different devices ({mean.device}, {std.device})")
     _check_float_dtype(leading.dtype, "normal")
-    _check_std(std, "normal")
     if isinstance(mean, torch.Tensor) and not mean.dtype.is_floating_point:
         raise RuntimeError(f"normal: mean of dtype {mean.dtype} is not supported")
     values = normal_values(tuple(shape), leading.dtype, _draw_device(leading.device), generator, "normal", mean, std)
-    plan = _Factory(tuple(shape), leading.dtype, leading.device, out, False, False, generator)
-    return _finish(plan, values)
+    if out is None and values.device == leading.device:
+        return values
+    return _finish(_Factory(tuple(shape), leading.dtype, leading.device, out, False, False, generator), values)
 
 
 def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -367,7 +384,6 @@ def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
         if not isinstance(source, torch.Tensor):
             raise TypeError(f"bernoulli(): input must be a Tensor, got {type(source).__name__}")
         _check_float_dtype(source.dtype, "bernoulli")
-        _check_probability(p)
         values = bernoulli_values(tuple(source.shape), source.dtype, _draw_device(source.device), generator,
                                   "bernoulli", p)
         return _finish(_Factory(tuple(source.shape), source.dtype, source.device, out, False, False, generator), values)
@@ -386,33 +402,11 @@ def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torc
         _check_generator(generator)
         if out is not None:
             _check_out_tensor(out)
-        _check_multinomial(probs, samples, replacement)
         values = multinomial_values(probs, samples, replacement, generator, "multinomial")
         return _finish(_Factory(tuple(values.shape), torch.int64, probs.device, out, False, False, generator), values)
     except _ARGUMENT_ERRORS as error:
         _raise_like_torch(original, args, kwargs, error)
         raise
-
-
-def _check_multinomial(probs: Any, samples: Any, replacement: bool) -> None:
-    if not isinstance(probs, torch.Tensor) or not probs.dtype.is_floating_point:
-        raise RuntimeError("multinomial only supports floating-point dtypes for input")
-    if probs.dim() not in (1, 2):
-        raise RuntimeError("prob_dist must be 1 or 2 dim")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
-        raise RuntimeError(f"cannot sample n_sample <= 0 samples (got {samples})")
-    categories = probs.shape[-1]
-    if categories > 1 << 24:
-        raise RuntimeError("number of categories cannot exceed 2^24")
-    if not replacement and samples > categories:
-        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
-    rows = probs.reshape(-1, categories).to(torch.float64)
-    if not bool(torch.isfinite(rows).all()) or bool((rows < 0).any()):
-        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
-    if bool((rows.sum(-1) <= 0).any()):
-        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
-    if not replacement and bool(((rows > 0).sum(-1) < samples).any()):
-        raise RuntimeError("invalid multinomial distribution (with replacement=False, not enough non-negative category to sample)")
 
 
 # ---- *_like: torch.empty_like with the call's options, then the draw in logical order -----------------
@@ -495,6 +489,8 @@ def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> tor
         _check_integer_range(target.dtype, low, high, "randint_like")
         values = integer_values(tuple(target.shape), target.dtype, _draw_device(target.device),
                                 kwargs.get("generator"), "randint_like", low, high - low)
+        if target.is_contiguous() and values.device == target.device:
+            return _like_result(values, kwargs)  # already the layout torch gives: no copy
         target.copy_(values)
         return _like_result(target, kwargs)
     except _ARGUMENT_ERRORS as error:
@@ -506,19 +502,21 @@ def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> tor
 
 
 def _in_place(original: Callable[..., Any], function: str, self: torch.Tensor, args: tuple, kwargs: dict,
-              fill: Callable[[], None]) -> torch.Tensor:
-    """torch's in-place rules, checked before any blocks are taken; ``fill`` writes ``self``."""
-    if self.device.type == "meta":
+              fill: Callable[[Optional[torch.device]], None]) -> torch.Tensor:
+    """torch's in-place rules, checked before any blocks are taken; ``fill(draw device)`` writes
+    ``self``."""
+    device = self.device
+    if device.type == "meta":
         return original(self, *args, **kwargs)
     try:
-        for key in kwargs:
-            if key not in _IN_PLACE_KEYS[function]:
-                raise TypeError(f"{function}() got an unexpected keyword argument '{key}'")
-        _check_generator(kwargs.get("generator"))
+        if not kwargs.keys() <= _IN_PLACE_KEYS[function]:
+            raise TypeError(f"{function}() got an unexpected keyword argument among {sorted(kwargs)}")
+        if kwargs:
+            _check_generator(kwargs.get("generator"))
         if self.requires_grad and self.is_leaf and torch.is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         _check_writable(self, function)
-        fill()
+        fill(device if device.type in ("cpu", "cuda") else _CPU)
         return self
     except _ARGUMENT_ERRORS as error:
         _raise_like_torch(original, args, kwargs, error, self=self)
@@ -551,52 +549,49 @@ def _copy_into(self: torch.Tensor, values: torch.Tensor) -> None:
 
 
 def tensor_normal_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    def fill() -> None:
+    def fill(device: Optional[torch.device]) -> None:
         mean, std = _named(args, kwargs, ("mean", "std"), (0.0, 1.0))
         if not (_is_number(mean) and _is_number(std)):
             raise TypeError("normal_: mean and std must be numbers")
-        _check_std(std, "normal_")
         _check_float_dtype(self.dtype, "normal_", complex_ok=True)
-        normal_values(tuple(self.shape), self.dtype, _draw_device(self.device), kwargs.get("generator"), "normal_",
+        normal_values(tuple(self.shape), self.dtype, device, kwargs.get("generator"), "normal_",
                       mean, std, out=self)
 
     return _in_place(original, "normal_", self, args, kwargs, fill)
 
 
 def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    def fill() -> None:
+    def fill(device: Optional[torch.device]) -> None:
         low, high = _named(args, kwargs, ("from", "to"), (0.0, 1.0))
         if not (_is_number(low) and _is_number(high)):
             raise TypeError("uniform_: from and to must be numbers")
         _check_float_dtype(self.dtype, "uniform_")
-        _check_uniform_bounds(low, high, self.dtype, "uniform_")
-        uniform_values(tuple(self.shape), self.dtype, _draw_device(self.device), kwargs.get("generator"), "uniform_",
+        uniform_values(tuple(self.shape), self.dtype, device, kwargs.get("generator"), "uniform_",
                        low, high, out=self)
 
     return _in_place(original, "uniform_", self, args, kwargs, fill)
 
 
 def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    def fill() -> None:
+    def fill(device: Optional[torch.device]) -> None:
         (lambd,) = _named(args, kwargs, ("lambd",), (1.0,))
         if not _is_number(lambd):
             raise TypeError("exponential_: lambd must be a number")
         if not lambd > 0:
             raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
         _check_float_dtype(self.dtype, "exponential_")
-        _copy_into(self, exponential_values(tuple(self.shape), self.dtype, _draw_device(self.device),
+        _copy_into(self, exponential_values(tuple(self.shape), self.dtype, device,
                                             kwargs.get("generator"), "exponential_", lambd))
 
     return _in_place(original, "exponential_", self, args, kwargs, fill)
 
 
 def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    def fill() -> None:
+    def fill(device: Optional[torch.device]) -> None:
         (p,) = _named(args, kwargs, ("p",), (0.5,))
-        _check_probability(p)
         if self.dtype.is_complex:
             raise RuntimeError(f"bernoulli_: dtype {self.dtype} is not supported")
-        _copy_into(self, bernoulli_values(tuple(self.shape), self.dtype, _draw_device(self.device),
+        _copy_into(self, bernoulli_values(tuple(self.shape), self.dtype, device,
                                           kwargs.get("generator"), "bernoulli_", p))
 
     return _in_place(original, "bernoulli_", self, args, kwargs, fill)
@@ -608,11 +603,11 @@ def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
         return 0, 2
     if dtype.is_floating_point:
         return 0, (1 << _DIGITS[dtype]) + 1
-    return 0, torch.iinfo(dtype).max + 1
+    return 0, int(_value_range(dtype)[1]) + 1
 
 
 def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    def fill() -> None:
+    def fill(device: Optional[torch.device]) -> None:
         if self.dtype.is_complex:
             raise RuntimeError(f"random_: dtype {self.dtype} is not supported")
         if len(args) > 2:
@@ -632,7 +627,7 @@ def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any,
         low, high = int(low), int(high)
         if (low, high) != (default_low, default_high):
             _check_integer_range(self.dtype, low, high, "random_")
-        _copy_into(self, integer_values(tuple(self.shape), self.dtype, _draw_device(self.device),
+        _copy_into(self, integer_values(tuple(self.shape), self.dtype, device,
                                         kwargs.get("generator"), "random_", low, high - low))
 
     return _in_place(original, "random_", self, args, kwargs, fill)

@@ -23,8 +23,6 @@ from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_gra
     _check_fill_target,
     _check_out,
     _check_scalar,
-    _check_std,
-    _check_uniform_bounds,
     _numel,
     _parse_size,
     _prepare_output,
@@ -182,12 +180,12 @@ def normal_(
     The standard normals are exactly ``randn(tensor.shape, dtype=tensor.dtype)`` in logical element
     order (also for non-contiguous tensors); a mean or std other than 0 and 1 is then applied as
     docs/SPEC.md §10.1 defines it (``z * std + mean``, two IEEE operations in float32 for 16-bit
-    tensors, rounded once), the same values as ``Tensor.normal_`` under ``patch_torch()``.
+    tensors, rounded once), the same values as ``Tensor.normal_`` under ``patch_torch()``. A std
+    torch refuses (negative or NaN) raises torch's RuntimeError before the generator moves.
     """
     target = _check_fill_target(tensor, "normal_")
     mean_value = _check_scalar(mean, "mean", "normal_")
     std_value = _check_scalar(std, "std", "normal_")
-    _check_std(std_value, "normal_")
     with torch.no_grad():
         if (mean_value, std_value) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
@@ -202,12 +200,12 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
 
     The [0, 1) values are exactly ``rand(tensor.shape, dtype=tensor.dtype)`` in logical order; other
     bounds are applied as ``u * (b - a) + a`` as docs/SPEC.md §10.3 defines it (as ``Tensor.uniform_``
-    under ``patch_torch()``).
+    under ``patch_torch()``). Bounds torch refuses (outside the dtype's finite range, ``a > b``, or
+    ``b - a`` past the dtype's largest value) raise torch's RuntimeError before the generator moves.
     """
     target = _check_fill_target(tensor, "uniform_")
     low = _check_scalar(a, "a", "uniform_")
     high = _check_scalar(b, "b", "uniform_")
-    _check_uniform_bounds(low, high, target.dtype, "uniform_")
     with torch.no_grad():
         if (low, high) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
