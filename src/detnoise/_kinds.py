@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 
 from detnoise import _draw, _native
-from detnoise._torchargs import _check_std, _check_uniform_bounds
+from detnoise._torchargs import _check_std, _check_uniform_bounds, _checked_devices, _resolve_device
 
 __all__ = [
     "normal_values",
@@ -57,6 +57,8 @@ def _native_draw(kind: int, shape: tuple[int, ...], dtype: torch.dtype, device: 
     fast = _draw._draw_fast(kind, shape, generator, dtype, device, None, default)  # the common case's short path
     if fast is not None:
         return fast
+    if device is not None and device.type in ("cpu", "cuda") and device not in _checked_devices:
+        _resolve_device(device)  # checks it once and lets the short path take it from now on
     target = torch.empty(shape, dtype=dtype, device=device)
     if not (target.is_cpu or target.is_cuda):
         return _native_draw(kind, shape, dtype, torch.device("cpu"), generator, function, default).to(target.device)

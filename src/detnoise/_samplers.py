@@ -362,15 +362,22 @@ def _normal_tensors(mean: Any, std: Any, given: dict, kwargs: dict) -> torch.Ten
     shape = leading.shape
     if len(tensors) == 2 and mean.shape != std.shape:
         shape = torch.broadcast_shapes(mean.shape, std.shape)
-    if len(tensors) == 2 and mean.device != std.device:
+    if len(tensors) == 2 and mean.get_device() != std.get_device():  # ints: cheaper than device objects
         raise RuntimeError(f"normal(): mean and std are on different devices ({mean.device}, {std.device})")
-    _check_float_dtype(leading.dtype, "normal")
+    dtype, device = leading.dtype, leading.device
+    _check_float_dtype(dtype, "normal")
     if isinstance(mean, torch.Tensor) and not mean.dtype.is_floating_point:
         raise RuntimeError(f"normal: mean of dtype {mean.dtype} is not supported")
-    values = normal_values(tuple(shape), leading.dtype, _draw_device(leading.device), generator, "normal", mean, std)
-    if out is None and values.device == leading.device:
+    return _result(normal_values(tuple(shape), dtype, _draw_device(device), generator, "normal", mean, std),
+                   device, out, generator)
+
+
+def _result(values: torch.Tensor, device: torch.device, out: Optional[torch.Tensor], generator: Any) -> torch.Tensor:
+    """A tensor-input sampler's result: ``values`` as they are (the common case), else moved to
+    ``device`` or written into ``out`` as :func:`_finish` does."""
+    if out is None and _draw_device(device) is device:
         return values
-    return _finish(_Factory(tuple(shape), leading.dtype, leading.device, out, False, False, generator), values)
+    return _finish(_Factory(tuple(values.shape), values.dtype, device, out, False, False, generator), values)
 
 
 def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -384,9 +391,9 @@ def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
         if not isinstance(source, torch.Tensor):
             raise TypeError(f"bernoulli(): input must be a Tensor, got {type(source).__name__}")
         _check_float_dtype(source.dtype, "bernoulli")
-        values = bernoulli_values(tuple(source.shape), source.dtype, _draw_device(source.device), generator,
-                                  "bernoulli", p)
-        return _finish(_Factory(tuple(source.shape), source.dtype, source.device, out, False, False, generator), values)
+        device = source.device
+        values = bernoulli_values(tuple(source.shape), source.dtype, _draw_device(device), generator, "bernoulli", p)
+        return _result(values, device, out, generator)
     except _ARGUMENT_ERRORS as error:
         _raise_like_torch(original, args, kwargs, error)
         raise
@@ -403,7 +410,7 @@ def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torc
         if out is not None:
             _check_out_tensor(out)
         values = multinomial_values(probs, samples, replacement, generator, "multinomial")
-        return _finish(_Factory(tuple(values.shape), torch.int64, probs.device, out, False, False, generator), values)
+        return _result(values, probs.device, out, generator)
     except _ARGUMENT_ERRORS as error:
         _raise_like_torch(original, args, kwargs, error)
         raise
@@ -487,9 +494,10 @@ def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> tor
         if target.dtype.is_complex:
             raise RuntimeError(f"randint_like: dtype {target.dtype} is not supported")
         _check_integer_range(target.dtype, low, high, "randint_like")
-        values = integer_values(tuple(target.shape), target.dtype, _draw_device(target.device),
+        device = target.device
+        values = integer_values(tuple(target.shape), target.dtype, _draw_device(device),
                                 kwargs.get("generator"), "randint_like", low, high - low)
-        if target.is_contiguous() and values.device == target.device:
+        if target.is_contiguous() and _draw_device(device) is device:
             return _like_result(values, kwargs)  # already the layout torch gives: no copy
         target.copy_(values)
         return _like_result(target, kwargs)
@@ -544,10 +552,6 @@ def _named(args: tuple, kwargs: dict, names: tuple[str, ...], defaults: tuple[An
     return values
 
 
-def _copy_into(self: torch.Tensor, values: torch.Tensor) -> None:
-    self.copy_(values)
-
-
 def tensor_normal_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     def fill(device: Optional[torch.device]) -> None:
         mean, std = _named(args, kwargs, ("mean", "std"), (0.0, 1.0))
@@ -580,7 +584,7 @@ def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args:
         if not lambd > 0:
             raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
         _check_float_dtype(self.dtype, "exponential_")
-        _copy_into(self, exponential_values(tuple(self.shape), self.dtype, device,
+        self.copy_(exponential_values(tuple(self.shape), self.dtype, device,
                                             kwargs.get("generator"), "exponential_", lambd))
 
     return _in_place(original, "exponential_", self, args, kwargs, fill)
@@ -591,7 +595,7 @@ def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, *args: A
         (p,) = _named(args, kwargs, ("p",), (0.5,))
         if self.dtype.is_complex:
             raise RuntimeError(f"bernoulli_: dtype {self.dtype} is not supported")
-        _copy_into(self, bernoulli_values(tuple(self.shape), self.dtype, device,
+        self.copy_(bernoulli_values(tuple(self.shape), self.dtype, device,
                                           kwargs.get("generator"), "bernoulli_", p))
 
     return _in_place(original, "bernoulli_", self, args, kwargs, fill)
@@ -608,11 +612,12 @@ def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
 
 def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     def fill(device: Optional[torch.device]) -> None:
-        if self.dtype.is_complex:
+        dtype = self.dtype
+        if dtype.is_complex:
             raise RuntimeError(f"random_: dtype {self.dtype} is not supported")
         if len(args) > 2:
             raise TypeError("random_() takes at most from and to")
-        default_low, default_high = _default_integer_range(self.dtype)
+        default_low, default_high = _default_integer_range(dtype)
         if "from" in kwargs or len(args) >= 2:
             low = kwargs["from"] if "from" in kwargs else args[0]
             high = kwargs["to"] if "to" in kwargs else (args[1] if len(args) >= 2 else None)
@@ -626,8 +631,7 @@ def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any,
             raise TypeError("random_: from and to must be ints")
         low, high = int(low), int(high)
         if (low, high) != (default_low, default_high):
-            _check_integer_range(self.dtype, low, high, "random_")
-        _copy_into(self, integer_values(tuple(self.shape), self.dtype, device,
-                                        kwargs.get("generator"), "random_", low, high - low))
+            _check_integer_range(dtype, low, high, "random_")
+        self.copy_(integer_values(tuple(self.shape), dtype, device, kwargs.get("generator"), "random_", low, high - low))
 
     return _in_place(original, "random_", self, args, kwargs, fill)
