@@ -118,11 +118,11 @@ def _check_integer_range(dtype: torch.dtype, low: int, high: int, function: str)
         raise RuntimeError(f"{function}: [{low}, {high}) is out of bounds for {dtype}")
     if dtype.is_floating_point:
         digits = _DIGITS[dtype]
-        for value, name in ((low, "from"), (high - 1, "to - 1")):
-            if not -(1 << digits) <= value <= 1 << digits:
-                warnings.warn(f"{name} is out of bounds [-(2^{digits}), 2^{digits}]. Due to precision limitations "
-                              f"{dtype} can support discrete uniform distribution only within this range.",
-                              UserWarning, stacklevel=4)
+        if low < -(1 << digits) or high - 1 > 1 << digits:  # torch warns, and so do we
+            name = "from" if low < -(1 << digits) else "to - 1"
+            warnings.warn(f"{name} is out of bounds [-(2^{digits}), 2^{digits}]. Due to precision limitations "
+                          f"{dtype} can support discrete uniform distribution only within this range.",
+                          UserWarning, stacklevel=4)
 
 
 # ---- factories: randn, rand, randint, randperm, normal(number, number, size) -------------------------
@@ -319,10 +319,14 @@ def randperm(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.T
         raise
 
 
+_NORMAL_NAMES = ("mean", "std", "size")
+_NORMAL_NAME_SET = frozenset(_NORMAL_NAMES)
+
+
 def normal(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
-    names = ("mean", "std", "size")
-    given = dict(zip(names, args))
-    given.update({key: kwargs[key] for key in names if key in kwargs})
+    given = dict(zip(_NORMAL_NAMES, args))
+    if kwargs:
+        given.update({key: kwargs[key] for key in _NORMAL_NAMES if key in kwargs})
     mean, std = given.get("mean", 0.0), given.get("std", 1.0)
     try:
         if len(args) > 3:
@@ -333,7 +337,7 @@ def normal(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Ten
             raise TypeError("normal(): mean and std must be numbers or tensors")
         if "size" not in given:
             raise TypeError("normal(): a size is needed when mean and std are numbers")
-        plan = _plan_factory("normal", (given["size"],), kwargs, None, frozenset(names))
+        plan = _plan_factory("normal", (given["size"],), kwargs, None, _NORMAL_NAME_SET)
         _check_float_dtype(plan.dtype, "normal")
         return _finish(plan, normal_values(plan.shape, plan.dtype, _draw_device(plan.device), plan.generator, "normal",
                                            mean, std))
@@ -419,16 +423,16 @@ def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torc
 # ---- *_like: torch.empty_like with the call's options, then the draw in logical order -----------------
 
 _LIKE_OPTIONS = ("dtype", "layout", "device", "pin_memory", "memory_format")
-_LIKE_KEYS = frozenset(("input", "generator", "requires_grad", *_LIKE_OPTIONS))
+_LIKE_OPTION_SET = frozenset((*_LIKE_OPTIONS, "requires_grad"))
+_LIKE_KEYS = frozenset(("input", "generator", "low", "high", *_LIKE_OPTION_SET))
 
 
 def _like_target(function: str, args: tuple, kwargs: dict, numbers: int) -> tuple[torch.Tensor, list[Any]]:
     """The output of ``function(input, *numbers, **kwargs)`` before its values: torch's own
     ``*_like`` samplers are ``empty_like(input, options)`` filled in place, so this is too (shape,
     strides under every memory_format, dtype, device exactly as torch's)."""
-    for key in kwargs:
-        if key not in _LIKE_KEYS and key not in ("low", "high"):
-            raise TypeError(f"{function}() got an unexpected keyword argument '{key}'")
+    if kwargs and not kwargs.keys() <= _LIKE_KEYS:
+        raise TypeError(f"{function}() got an unexpected keyword argument among {sorted(kwargs)}")
     if args:
         source, rest = args[0], list(args[1:])
     else:
@@ -437,12 +441,15 @@ def _like_target(function: str, args: tuple, kwargs: dict, numbers: int) -> tupl
         raise TypeError(f"{function}() takes at most {numbers + 1} positional arguments")
     if not isinstance(source, torch.Tensor):
         raise TypeError(f"{function}(): input must be a Tensor, got {type(source).__name__}")
+    if source.layout != torch.strided:
+        raise RuntimeError(f"{function}: detnoise draws strided tensors only, got an input of layout {source.layout}")
+    if not kwargs.keys() & _LIKE_OPTION_SET:  # the common call: torch.randn_like(x[, generator=g])
+        _check_generator(kwargs.get("generator"))
+        return torch.empty_like(source), rest
     _check_generator(kwargs.get("generator"))
     layout = kwargs.get("layout")
     if layout is not None and layout != torch.strided:
         raise RuntimeError(f"{function}: detnoise draws strided tensors only, got layout={layout}")
-    if source.layout != torch.strided:
-        raise RuntimeError(f"{function}: detnoise draws strided tensors only, got an input of layout {source.layout}")
     options = {key: kwargs[key] for key in _LIKE_OPTIONS if key in kwargs}
     target = torch.empty_like(source, **options)
     _check_grad_dtype(bool(kwargs.get("requires_grad", False)), target.dtype)
@@ -614,23 +621,21 @@ def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any,
     def fill(device: Optional[torch.device]) -> None:
         dtype = self.dtype
         if dtype.is_complex:
-            raise RuntimeError(f"random_: dtype {self.dtype} is not supported")
+            raise RuntimeError(f"random_: dtype {dtype} is not supported")
         if len(args) > 2:
             raise TypeError("random_() takes at most from and to")
-        default_low, default_high = _default_integer_range(dtype)
-        if "from" in kwargs or len(args) >= 2:
-            low = kwargs["from"] if "from" in kwargs else args[0]
-            high = kwargs["to"] if "to" in kwargs else (args[1] if len(args) >= 2 else None)
-            if high is None:
-                high = default_high
-        elif "to" in kwargs or args:
-            low, high = 0, kwargs["to"] if "to" in kwargs else args[0]
+        low = kwargs["from"] if "from" in kwargs else (args[0] if len(args) >= 2 else None)
+        high = kwargs["to"] if "to" in kwargs else (args[-1] if args else None)
+        if low is None and high is None:  # random_(): torch's default range, checked by definition
+            low, high = _default_integer_range(dtype)
         else:
-            low, high = default_low, default_high
-        if not (_is_number(low) and _is_number(high)):
-            raise TypeError("random_: from and to must be ints")
-        low, high = int(low), int(high)
-        if (low, high) != (default_low, default_high):
+            if low is None:
+                low = 0
+            if high is None:  # random_(from=a): up to the default top
+                high = _default_integer_range(dtype)[1]
+            if not (_is_number(low) and _is_number(high)):
+                raise TypeError("random_: from and to must be ints")
+            low, high = int(low), int(high)
             _check_integer_range(dtype, low, high, "random_")
         self.copy_(integer_values(tuple(self.shape), dtype, device, kwargs.get("generator"), "random_", low, high - low))
 
