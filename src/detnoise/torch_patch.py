@@ -224,6 +224,8 @@ class _TraceRulesFinder(importlib.abc.MetaPathFinder):
         def exec_and_redirect(module: Any) -> None:
             exec_module(module)
             _redirect_load_object(module)
+            with contextlib.suppress(ValueError):  # done: later imports need not ask this finder
+                sys.meta_path.remove(self)
 
         loader.exec_module = exec_and_redirect
         return spec
