@@ -209,3 +209,26 @@ def test_detnoise_fills_accept_what_torch_accepts() -> None:
     assert torch.isinf(detnoise.normal_(E(3), 0.0, INF, generator=g)).any()
     assert detnoise.uniform_(E(3, dtype=F16), -65504.0, 0.0, generator=g).isfinite().all()
     assert torch.equal(detnoise.uniform_(E(3), 2.0, 2.0, generator=g), torch.full((3,), 2.0))
+
+
+# detnoise.Generator's methods against torch.Generator's: torch's error type (detnoise's older type
+# is kept too: the classes derive from both), and the generator unchanged.
+GENERATOR_REFUSALS: list[tuple[str, Callable[[torch.Generator], Any]]] = [
+    ("manual_seed float", lambda g: g.manual_seed(1.5)),
+    ("manual_seed str", lambda g: g.manual_seed("1")),
+    ("manual_seed bool", lambda g: g.manual_seed(True)),
+    ("manual_seed 2**64", lambda g: g.manual_seed(2**64)),
+    ("manual_seed below -2**63", lambda g: g.manual_seed(-(2**63) - 1)),
+    ("set_state float tensor", lambda g: g.set_state(torch.zeros(28))),
+    ("set_state list", lambda g: g.set_state([0] * 28)),
+    ("set_state wrong size", lambda g: g.set_state(torch.zeros(3, dtype=torch.uint8))),
+    ("set_offset float", lambda g: g.set_offset(1.5)),
+]
+
+
+@pytest.mark.parametrize("name,call", GENERATOR_REFUSALS, ids=[name for name, _ in GENERATOR_REFUSALS])
+def test_generator_methods_refuse_like_torch(name, call) -> None:
+    torch_type = type(_torch_error(call))
+    generator = detnoise.Generator(seed=3)
+    detnoise.randn(5, generator=generator)
+    _check_refused(lambda: call(generator), torch_type, generator.get_state)
