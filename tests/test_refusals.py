@@ -176,6 +176,8 @@ ACCEPTED: list[tuple[str, Callable[[Any], Any]]] = [
     ("randperm float16 2049", lambda g: torch.randperm(2049, dtype=F16, generator=g)),
     ("randint bool", lambda g: torch.randint(0, 2, (3,), dtype=torch.bool, generator=g)),
     ("multinomial no rows", lambda g: torch.multinomial(torch.ones(0, 3), 1, generator=g)),
+    # Fewer positive weights than samples: zero weights race with key +inf (SPEC §10.8), last.
+    ("multinomial zero weights drawn last", lambda g: torch.multinomial(torch.tensor([0.0, 1.0, 0.0]), 3, generator=g)),
     ("normal integer std tensor", lambda g: torch.normal(torch.zeros(2), torch.ones(2, dtype=torch.int64), generator=g)),
 ]
 
@@ -232,3 +234,42 @@ def test_generator_methods_refuse_like_torch(name, call) -> None:
     generator = detnoise.Generator(seed=3)
     detnoise.randn(5, generator=generator)
     _check_refused(lambda: call(generator), torch_type, generator.get_state)
+
+
+# detnoise's torch-style draws against torch's: torch's error type (detnoise's older TypeError or
+# ValueError is kept too), and no generator moved.
+OWN_ARGUMENT_REFUSALS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
+    ("randn negative size", lambda g: detnoise.randn(2, -1, generator=g), lambda g: torch.randn(2, -1, generator=g)),
+    ("randn float size", lambda g: detnoise.randn(2.0, generator=g), lambda g: torch.randn(2.0, generator=g)),
+    ("randn integer dtype", lambda g: detnoise.randn(3, dtype=torch.int64, generator=g),
+     lambda g: torch.randn(3, dtype=torch.int64, generator=g)),
+    ("rand bool dtype", lambda g: detnoise.rand(3, dtype=torch.bool, generator=g),
+     lambda g: torch.rand(3, dtype=torch.bool, generator=g)),
+    ("randn out dtype", lambda g: detnoise.randn(3, out=E(3), dtype=F64, generator=g),
+     lambda g: torch.randn(3, out=E(3), dtype=F64, generator=g)),
+    ("randn sparse layout", lambda g: detnoise.randn(3, layout=torch.sparse_coo, generator=g),
+     lambda g: torch.randn(3, layout=torch.sparse_coo, generator=g)),
+    ("randn bad device", lambda g: detnoise.randn(3, device="banana", generator=g),
+     lambda g: torch.randn(3, device="banana", generator=g)),
+    ("randn out requires grad", lambda g: detnoise.randn(2, out=E(2, requires_grad=True), generator=g),
+     lambda g: torch.randn(2, out=E(2, requires_grad=True), generator=g)),
+    ("randn_like integer", lambda g: detnoise.randn_like(E(2, dtype=torch.int32), generator=g),
+     lambda g: torch.randn_like(E(2, dtype=torch.int32), generator=g)),
+    ("rand_like integer dtype", lambda g: detnoise.rand_like(E(2), dtype=torch.int8, generator=g),
+     lambda g: torch.rand_like(E(2), dtype=torch.int8, generator=g)),
+    ("randn_like not a tensor", lambda g: detnoise.randn_like([1.0], generator=g),
+     lambda g: torch.randn_like([1.0], generator=g)),
+    ("normal_ integer tensor", lambda g: detnoise.normal_(E(3, dtype=torch.int64), generator=g),
+     lambda g: E(3, dtype=torch.int64).normal_(generator=g)),
+    ("uniform_ integer tensor", lambda g: detnoise.uniform_(E(3, dtype=torch.int64), generator=g),
+     lambda g: E(3, dtype=torch.int64).uniform_(generator=g)),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs", OWN_ARGUMENT_REFUSALS, ids=[row[0] for row in OWN_ARGUMENT_REFUSALS])
+def test_detnoise_draws_refuse_with_torchs_error_type(name, ours, theirs) -> None:
+    torch_type = type(_torch_error(theirs))
+    generator = detnoise.Generator(seed=3)
+    _check_refused(lambda: ours(generator), torch_type, generator.get_state)
+    torch_generator = torch.Generator().manual_seed(3)
+    _check_refused(lambda: ours(torch_generator), torch_type, torch_generator.get_state)

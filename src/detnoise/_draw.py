@@ -15,6 +15,7 @@ import torch
 from detnoise import _compile, _layout, _native, _resolve
 from detnoise._torchargs import (
     DeviceArg,
+    LayoutError,
     _checked_devices,
     _numel,
     _parse_size,
@@ -187,7 +188,7 @@ def _generate(
     requires_grad: bool,
 ) -> torch.Tensor:
     if layout != torch.strided:
-        raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
+        raise LayoutError(f"{function}: only layout=torch.strided is supported, got {layout}")
     dims = _parse_size(size, function)
     dtype = _resolve_dtype(kind, dtype, out, function)
     if out is not None and not torch.compiler.is_compiling():

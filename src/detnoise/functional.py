@@ -18,6 +18,7 @@ from detnoise.generator import default_generator
 from detnoise._draw import GeneratorArg, _draw_fast, _draw_with_generator, _fill, _generate
 from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_graphs use these names)
     DeviceArg,
+    LayoutError,
     SizeArg,
     _check_dtype,
     _check_fill_target,
@@ -128,7 +129,7 @@ def _like(
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{function}: input must be a torch.Tensor, got {type(input).__name__}")
     if layout is not None and layout != torch.strided:
-        raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
+        raise LayoutError(f"{function}: only layout=torch.strided is supported, got {layout}")
     dtype = input.dtype if dtype is None else dtype
     _check_dtype(dtype, kind, function)
     target_device = input.device if device is None else _resolve_device(device)
