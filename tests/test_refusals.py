@@ -78,6 +78,8 @@ PATCHED_REFUSALS: list[tuple[str, Callable[[Any], Any]]] = [
     ("multinomial 3-d", lambda g: torch.multinomial(torch.ones(2, 2, 2), 1, generator=g)),
     ("multinomial integer probs", lambda g: torch.multinomial(torch.ones(2, dtype=torch.int64), 1, generator=g)),
     ("randn negative size", lambda g: torch.randn(-1, generator=g)),
+    ("randn no size", lambda g: torch.randn(generator=g)),
+    ("rand no size", lambda g: torch.rand(generator=g)),
     ("randn float size", lambda g: torch.randn(2.5, generator=g)),
     ("randn integer dtype", lambda g: torch.randn(3, dtype=torch.int64, generator=g)),
     ("rand bool dtype", lambda g: torch.rand(3, dtype=torch.bool, generator=g)),
@@ -175,6 +177,7 @@ ACCEPTED: list[tuple[str, Callable[[Any], Any]]] = [
     ("exponential_ inf", lambda g: E(3).exponential_(INF, generator=g)),
     ("randperm float16 2049", lambda g: torch.randperm(2049, dtype=F16, generator=g)),
     ("randint bool", lambda g: torch.randint(0, 2, (3,), dtype=torch.bool, generator=g)),
+    ("randn 0-dim", lambda g: torch.randn((), generator=g)),
     ("multinomial no rows", lambda g: torch.multinomial(torch.ones(0, 3), 1, generator=g)),
     # Fewer positive weights than samples: zero weights race with key +inf (SPEC §10.8), last.
     ("multinomial zero weights drawn last", lambda g: torch.multinomial(torch.tensor([0.0, 1.0, 0.0]), 3, generator=g)),

@@ -222,6 +222,8 @@ def _size_of(args: tuple, kwargs: dict) -> tuple:
         if args:
             raise TypeError("size given both positionally and as size=")
         return (kwargs["size"],)
+    if not args:  # torch.randn() is refused; torch.randn(()) is a 0-dim draw
+        raise TypeError("a size is needed")
     return args
 
 
