@@ -397,6 +397,7 @@ def _like_sources() -> list[torch.Tensor]:
         base.transpose(0, 1)[..., ::3],  # permuted and not dense
         torch.empty(4, 4, 64, 64).permute(0, 2, 3, 1),
         torch.empty(3, 1).expand(3, 4),  # zero strides
+        torch.empty(6).as_strided((2, 3, 1, 1), (3, 1, 7, 9)),  # contiguous, odd strides on size-1 dims
         torch.empty(0, 3),
         torch.empty(()),
         torch.empty(2, 3, dtype=torch.float16).t(),

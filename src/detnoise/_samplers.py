@@ -355,24 +355,25 @@ def _normal_tensors(mean: Any, std: Any, given: dict, kwargs: dict) -> torch.Ten
     """normal(Tensor, Tensor | number): torch's result is contiguous, of the broadcast shape, in
     mean's dtype (std's when mean is a number), on that tensor's device."""
     generator, out = kwargs.get("generator"), kwargs.get("out")
-    _check_generator(generator)
+    if generator is not None:
+        _check_generator(generator)
     if out is not None:
         _check_out_tensor(out)
     if "size" in given or not kwargs.keys() <= _NORMAL_TENSOR_KEYS:
         raise TypeError("normal(): size, dtype and device are not arguments of the tensor forms")
-    tensors = [value for value in (mean, std) if isinstance(value, torch.Tensor)]
-    for value in (mean, std):
-        if not isinstance(value, torch.Tensor) and not _is_number(value):
-            raise TypeError(f"normal(): expected a tensor or a number, got {type(value).__name__}")
-    leading = mean if isinstance(mean, torch.Tensor) else std
+    mean_is_tensor, std_is_tensor = isinstance(mean, torch.Tensor), isinstance(std, torch.Tensor)
+    if not (mean_is_tensor or _is_number(mean)) or not (std_is_tensor or _is_number(std)):
+        raise TypeError("normal(): mean and std must be tensors or numbers")
+    leading = mean if mean_is_tensor else std
     shape = leading.shape
-    if len(tensors) == 2 and mean.shape != std.shape:
-        shape = torch.broadcast_shapes(mean.shape, std.shape)
-    if len(tensors) == 2 and mean.get_device() != std.get_device():  # ints: cheaper than device objects
-        raise RuntimeError(f"normal(): mean and std are on different devices ({mean.device}, {std.device})")
+    if mean_is_tensor and std_is_tensor:
+        if mean.shape != std.shape:
+            shape = torch.broadcast_shapes(mean.shape, std.shape)
+        if mean.get_device() != std.get_device():  # ints: cheaper than device objects
+            raise RuntimeError(f"normal(): mean and std are on different devices ({mean.device}, {std.device})")
     dtype, device = leading.dtype, leading.device
     _check_float_dtype(dtype, "normal")
-    if isinstance(mean, torch.Tensor) and not mean.dtype.is_floating_point:
+    if mean_is_tensor and not mean.dtype.is_floating_point:
         raise RuntimeError(f"normal: mean of dtype {mean.dtype} is not supported")
     return _result(normal_values(tuple(shape), dtype, _draw_device(device), generator, "normal", mean, std),
                    device, out, generator)
@@ -506,7 +507,7 @@ def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> tor
         device = target.device
         values = integer_values(tuple(target.shape), target.dtype, _draw_device(device),
                                 kwargs.get("generator"), "randint_like", low, high - low)
-        if target.is_contiguous() and _draw_device(device) is device:
+        if _draw_device(device) is device and target.stride() == values.stride():
             return _like_result(values, kwargs)  # already the layout torch gives: no copy
         target.copy_(values)
         return _like_result(target, kwargs)
