@@ -1,7 +1,8 @@
 """Layer 1 of the torch patch: the kinds of docs/SPEC.md §10 as functions of a generator's blocks.
 
-Each function takes one reservation of blocks from a generator (through ``detnoise._draw``) and
-turns it into values with operations that are exact on every device: normal with mean/std
+Each function first refuses the parameters torch refuses (NaN or negative std, p outside [0, 1],
+bad multinomial weights, uniform bounds; before any block is taken), then takes one reservation
+of blocks from a generator (through ``detnoise._draw``) and turns it into values with operations that are exact on every device: normal with mean/std
 (§10.1), complex normal (§10.2), uniform on [low, high) (§10.3), exponential (§10.4), bernoulli
 (§10.5), integers (§10.6), permutation (§10.7), multinomial (§10.8). This is the distributions
 layer (as numpy's ``src/distributions``): no torch signatures here (those are
