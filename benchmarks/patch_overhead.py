@@ -1,10 +1,25 @@
-"""What detnoise's torch-level patch costs: rebinding (what patch_torch does) against a
-TorchFunctionMode doing the same job, on a non-draw op and on a tiny StableDiffusionPipeline call.
+"""What detnoise's torch-level patch costs, side by side with torch and with detnoise called directly.
 
-Prints a table of medians (with the spread of >= 15 repeats) and ratios against the unpatched run
-in the same process, and writes benchmarks/results/patch_overhead_cpu.json.
+Three tables, all measured in this process and printed with medians and spreads:
 
-    python benchmarks/patch_overhead.py [--repeats 15]
+1. ``functions``: every covered function (``*_like`` forms and ``Tensor.*_`` methods included) at
+   sizes from 1 element to an SDXL latent (1, 4, 128, 128): the patched call, the same detnoise
+   draw called directly (``detnoise.randn``/``randn_like``/``normal_``/``uniform_`` where detnoise
+   has the function, else the kinds layer ``detnoise._kinds`` that the patch calls), and torch's
+   own function. Patched and direct calls alternate batch by batch; the overhead column is the
+   median of the per-batch differences (patched - direct), with its interquartile range. Budget
+   (issue 17): at most 5 us.
+2. ``generators``: ``detnoise.randn(4)`` with a plain ``torch.Generator`` against a
+   ``detnoise.Generator`` (budget: at most 5 us more).
+3. ``first call``: in fresh processes, ``import detnoise``, then the first patched call of each
+   function against a warm call (budget: at most 50 ms more).
+
+The old mechanism comparison (rebinding vs a TorchFunctionMode, on non-draw ops and a tiny
+StableDiffusionPipeline call) runs with ``--mechanism``.
+
+    python benchmarks/patch_overhead.py [--repeats 31] [--quick] [--mechanism] [--threads 1 --clock thread]
+
+Writes benchmarks/results/patch_overhead_cpu.json.
 """
 
 from __future__ import annotations
@@ -14,14 +29,210 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 import detnoise
-from detnoise import torch_patch
+from detnoise import _kinds, torch_patch
+
+SDXL = (1, 4, 128, 128)
+SIZES = {"1": (1,), "64x64": (64, 64), "SDXL latent": SDXL}
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+# ---- table 1: every covered function -------------------------------------------------------------
+
+
+def function_cases(shape: tuple[int, ...]) -> dict[str, tuple[Callable, Callable, Callable]]:
+    """name -> (patched call, direct detnoise call, torch's own call). The patch must be active
+    when the patched call runs; torch's originals are taken before patching."""
+    g = detnoise.Generator(seed=1)  # the same generator kind for patched and direct
+    tg = torch.Generator().manual_seed(1)
+    original = {name: getattr(*torch_patch._owner_and_attribute(name)) for name in torch_patch.PATCHED}
+    x = torch.empty(shape)
+    n = numel(shape)
+    probs = torch.ones(n)
+    p = torch.full(shape, 0.5)
+    cpu = None  # the kinds layer's device argument: torch's default device
+    return {
+        "torch.randn": (lambda: torch.randn(shape, generator=g), lambda: detnoise.randn(shape, generator=g),
+                        lambda: original["randn"](shape, generator=tg)),
+        "torch.rand": (lambda: torch.rand(shape, generator=g), lambda: detnoise.rand(shape, generator=g),
+                       lambda: original["rand"](shape, generator=tg)),
+        "torch.randint": (lambda: torch.randint(0, 1000, shape, generator=g),
+                          lambda: _kinds.integer_values(shape, torch.int64, cpu, g, "randint", 0, 1000),
+                          lambda: original["randint"](0, 1000, shape, generator=tg)),
+        "torch.randperm": (lambda: torch.randperm(n, generator=g),
+                           lambda: _kinds.permutation_values(n, torch.int64, cpu, g, "randperm"),
+                           lambda: original["randperm"](n, generator=tg)),
+        "torch.normal(m, s, size)": (lambda: torch.normal(0.5, 2.0, shape, generator=g),
+                                     lambda: _kinds.normal_values(shape, torch.float32, cpu, g, "normal", 0.5, 2.0),
+                                     lambda: original["normal"](0.5, 2.0, shape, generator=tg)),
+        "torch.normal(tensor, tensor)": (lambda: torch.normal(x, p, generator=g),
+                                         lambda: _kinds.normal_values(shape, torch.float32, cpu, g, "normal", x, p),
+                                         lambda: original["normal"](x, p, generator=tg)),
+        "torch.bernoulli": (lambda: torch.bernoulli(p, generator=g),
+                            lambda: _kinds.bernoulli_values(shape, torch.float32, cpu, g, "bernoulli", p),
+                            lambda: original["bernoulli"](p, generator=tg)),
+        "torch.multinomial": (lambda: torch.multinomial(probs, 1, generator=g),
+                              lambda: _kinds.multinomial_values(probs, 1, False, g, "multinomial"),
+                              lambda: original["multinomial"](probs, 1, generator=tg)),
+        "torch.randn_like": (lambda: torch.randn_like(x, generator=g), lambda: detnoise.randn_like(x, generator=g),
+                             lambda: original["randn_like"](x, generator=tg)),
+        "torch.rand_like": (lambda: torch.rand_like(x, generator=g), lambda: detnoise.rand_like(x, generator=g),
+                            lambda: original["rand_like"](x, generator=tg)),
+        "torch.randint_like": (lambda: torch.randint_like(x, 1000, generator=g),
+                               lambda: x.copy_(_kinds.integer_values(shape, torch.float32, cpu, g, "randint_like", 0, 1000)),
+                               lambda: original["randint_like"](x, 1000, generator=tg)),
+        "Tensor.normal_()": (lambda: x.normal_(generator=g), lambda: detnoise.normal_(x, generator=g),
+                             lambda: original["Tensor.normal_"](x, generator=tg)),
+        "Tensor.normal_(m, s)": (lambda: x.normal_(0.5, 2.0, generator=g), lambda: detnoise.normal_(x, 0.5, 2.0, generator=g),
+                                 lambda: original["Tensor.normal_"](x, 0.5, 2.0, generator=tg)),
+        "Tensor.uniform_(a, b)": (lambda: x.uniform_(-1.0, 1.0, generator=g),
+                                  lambda: detnoise.uniform_(x, -1.0, 1.0, generator=g),
+                                  lambda: original["Tensor.uniform_"](x, -1.0, 1.0, generator=tg)),
+        "Tensor.random_(a, b)": (lambda: x.random_(0, 1000, generator=g),
+                                 lambda: x.copy_(_kinds.integer_values(shape, torch.float32, cpu, g, "random_", 0, 1000)),
+                                 lambda: original["Tensor.random_"](x, 0, 1000, generator=tg)),
+        "Tensor.bernoulli_(p)": (lambda: x.bernoulli_(0.5, generator=g),
+                                 lambda: x.copy_(_kinds.bernoulli_values(shape, torch.float32, cpu, g, "bernoulli_", 0.5)),
+                                 lambda: original["Tensor.bernoulli_"](x, 0.5, generator=tg)),
+        "Tensor.exponential_()": (lambda: x.exponential_(generator=g),
+                                  lambda: x.copy_(_kinds.exponential_values(shape, torch.float32, cpu, g, "exponential_")),
+                                  lambda: original["Tensor.exponential_"](x, generator=tg)),
+    }
+
+
+CLOCK = time.perf_counter  # --clock thread: time.thread_time (CPU time of this thread; with --threads 1)
+
+
+def batch(call: Callable[[], Any], inner: int) -> float:
+    start = CLOCK()
+    for _ in range(inner):
+        call()
+    return (CLOCK() - start) / inner
+
+
+def inner_count(call: Callable[[], Any], target_s: float = 2e-3) -> int:
+    call()
+    estimate = batch(call, 3)
+    return max(1, min(2000, int(target_s / max(estimate, 1e-7))))
+
+
+def quartiles(samples: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else samples * 3
+    return q[0], statistics.median(samples), q[2]
+
+
+def measure_functions(repeats: int, sizes: dict[str, tuple[int, ...]]) -> list[dict]:
+    rows = []
+    for size_label, shape in sizes.items():
+        cases = function_cases(shape)
+        for name, (patched, direct, own) in cases.items():
+            with detnoise.patch_torch():
+                inner = inner_count(direct)
+                runs: dict[str, list[float]] = {"patched": [], "direct": [], "torch": [], "overhead": []}
+                for repeat in range(repeats):
+                    # Alternate the order so that drift and cache effects fall on both sides alike.
+                    order = (patched, direct) if repeat % 2 == 0 else (direct, patched)
+                    first, second = batch(order[0], inner), batch(order[1], inner)
+                    p, d = (first, second) if repeat % 2 == 0 else (second, first)
+                    runs["patched"].append(p)
+                    runs["direct"].append(d)
+                    runs["overhead"].append(p - d)
+                    runs["torch"].append(batch(own, inner))
+            row = {"function": name, "size": size_label, "numel": numel(shape), "inner": inner}
+            for key, samples in runs.items():
+                low, median, high = quartiles(samples)
+                row[key] = {"median_us": median * 1e6, "q1_us": low * 1e6, "q3_us": high * 1e6}
+            rows.append(row)
+            print(f"  {name:30s} {size_label:12s} patched {row['patched']['median_us']:9.2f}  direct "
+                  f"{row['direct']['median_us']:9.2f}  overhead {row['overhead']['median_us']:7.2f} "
+                  f"[{row['overhead']['q1_us']:.2f}, {row['overhead']['q3_us']:.2f}]  torch {row['torch']['median_us']:9.2f}",
+                  flush=True)
+    return rows
+
+
+# ---- table 2: plain torch generator against detnoise.Generator -------------------------------------
+
+
+def measure_generators(repeats: int) -> dict:
+    ours = detnoise.Generator(seed=1)
+    plain = torch.Generator().manual_seed(1)
+    calls = {
+        "detnoise.randn(4, generator=detnoise.Generator)": lambda: detnoise.randn(4, generator=ours),
+        "detnoise.randn(4, generator=torch.Generator())": lambda: detnoise.randn(4, generator=plain),
+        "torch.randn(4, generator=torch.Generator())": lambda: torch.randn(4, generator=plain),
+    }
+    inner = inner_count(calls["detnoise.randn(4, generator=detnoise.Generator)"])
+    runs: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            runs[name].append(batch(call, inner))
+    result = {}
+    for name, samples in runs.items():
+        low, median, high = quartiles(samples)
+        result[name] = {"median_us": median * 1e6, "q1_us": low * 1e6, "q3_us": high * 1e6}
+        print(f"  {name:50s} {median * 1e6:8.2f} us [{low * 1e6:.2f}, {high * 1e6:.2f}]", flush=True)
+    return result
+
+
+# ---- table 3: the first patched call in a fresh process ---------------------------------------------
+
+FIRST_CALL = r'''
+import sys, time, json
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+import detnoise
+t2 = time.perf_counter()
+x, g = torch.empty(4, 4, 64, 64), None
+calls = {
+    "torch.randn": lambda: torch.randn(4, 4, 64, 64), "torch.rand": lambda: torch.rand(4, 4, 64, 64),
+    "torch.randint": lambda: torch.randint(10, (4, 4, 64, 64)), "torch.randperm": lambda: torch.randperm(1000),
+    "torch.normal": lambda: torch.normal(0.5, 2.0, (4, 4, 64, 64)), "torch.bernoulli": lambda: torch.bernoulli(x.fill_(0.5)),
+    "torch.multinomial": lambda: torch.multinomial(torch.ones(10), 3), "torch.randn_like": lambda: torch.randn_like(x),
+    "torch.rand_like": lambda: torch.rand_like(x), "torch.randint_like": lambda: torch.randint_like(x, 9),
+    "Tensor.normal_": lambda: x.normal_(0.5, 2.0), "Tensor.uniform_": lambda: x.uniform_(-1, 1),
+    "Tensor.random_": lambda: x.random_(9), "Tensor.bernoulli_": lambda: x.bernoulli_(0.5),
+    "Tensor.exponential_": lambda: x.exponential_(),
+}
+call = calls[sys.argv[1]]
+with detnoise.patch_torch():
+    a = time.perf_counter(); call(); b = time.perf_counter()
+    warm = min((lambda s: (call(), time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(5))
+print(json.dumps({"import_torch_s": t1 - t0, "import_detnoise_s": t2 - t1, "first_s": b - a, "warm_s": warm,
+                  "dynamo_imported": "torch._dynamo" in sys.modules}))
+'''
+
+
+def measure_first_calls(names: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    result = {}
+    for name in names:
+        out = subprocess.run([sys.executable, "-c", FIRST_CALL, name], capture_output=True, text=True, env=env,
+                             timeout=600, check=True).stdout
+        row = json.loads(out)
+        result[name] = row
+        print(f"  {name:22s} import detnoise {row['import_detnoise_s'] * 1e3:7.1f} ms  first call "
+              f"{row['first_s'] * 1e3:8.2f} ms  warm {row['warm_s'] * 1e3:7.2f} ms  extra "
+              f"{(row['first_s'] - row['warm_s']) * 1e3:7.2f} ms  torch._dynamo imported: {row['dynamo_imported']}",
+              flush=True)
+    return result
+
+
+# ---- --mechanism: rebinding against a TorchFunctionMode ---------------------------------------------
 
 
 class DrawMode(TorchFunctionMode):
@@ -45,16 +256,6 @@ def mode_table() -> dict:
         owner, attribute = torch_patch._owner_and_attribute(name)
         table[getattr(owner, attribute)] = wrapper
     return table
-
-
-def timed(call: Callable[[], object], repeats: int, inner: int) -> list[float]:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            call()
-        samples.append((time.perf_counter() - start) / inner)
-    return samples
 
 
 def tiny_sd():
@@ -84,10 +285,7 @@ def tiny_sd():
     return call
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+def measure_mechanisms(repeats: int) -> dict:
     a, b = torch.ones(16), torch.ones(16)
     cases = {
         "torch.add (16 floats)": (lambda: torch.add(a, b), 2000),
@@ -101,12 +299,12 @@ def main() -> None:
         call()  # warm up
         runs: dict[str, list[float]] = {"unpatched": [], "patch_diffusers": [], "patch_torch (rebinding)": [],
                                         "TorchFunctionMode": []}
-        for _ in range(args.repeats):  # interleaved, so drift hits every mechanism alike
-            runs["unpatched"] += timed(call, 1, inner)
+        for _ in range(repeats):  # interleaved, so drift hits every mechanism alike
+            runs["unpatched"].append(batch(call, inner))
             with detnoise.patch_diffusers():
-                runs["patch_diffusers"] += timed(call, 1, inner)
+                runs["patch_diffusers"].append(batch(call, inner))
             with detnoise.patch_torch():
-                runs["patch_torch (rebinding)"] += timed(call, 1, inner)
+                runs["patch_torch (rebinding)"].append(batch(call, inner))
             handle = detnoise.patch_torch()  # fills the wrappers' originals; then undo the rebinding
             saved = {n: getattr(*torch_patch._owner_and_attribute(n)) for n in torch_patch.PATCHED}
             for n in torch_patch.PATCHED:
@@ -116,27 +314,67 @@ def main() -> None:
                 else:
                     setattr(owner, attribute, torch_patch._ORIGINAL[n])
             with DrawMode(table):
-                runs["TorchFunctionMode"] += timed(call, 1, inner)
+                runs["TorchFunctionMode"].append(batch(call, inner))
             for n, value in saved.items():
                 setattr(*torch_patch._owner_and_attribute(n), value)
             handle.release()
         base = statistics.median(runs["unpatched"])
         results[name] = {}
-        for mechanism, samples in runs.items():
-            median = statistics.median(samples)
-            results[name][mechanism] = {"median_s": median, "min_s": min(samples), "max_s": max(samples),
-                                        "ratio": median / base}
-    print(f"device: cpu ({platform.processor() or platform.machine()}), torch threads {torch.get_num_threads()}, "
-          f"repeats {args.repeats}, torch {torch.__version__}")
-    for name, mechanisms in results.items():
         print(f"\n{name}")
-        for mechanism, r in mechanisms.items():
-            print(f"  {mechanism:26s} median {r['median_s'] * 1e6:12.2f} us  [{r['min_s'] * 1e6:.2f} .. "
-                  f"{r['max_s'] * 1e6:.2f}]  x{r['ratio']:.3f}")
+        for mechanism, samples in runs.items():
+            low, median, high = quartiles(samples)
+            results[name][mechanism] = {"median_s": median, "q1_s": low, "q3_s": high, "ratio": median / base}
+            print(f"  {mechanism:26s} median {median * 1e6:12.2f} us  [{low * 1e6:.2f} .. {high * 1e6:.2f}]  "
+                  f"x{median / base:.3f}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--quick", action="store_true", help="sizes 1 and SDXL latent only, no first-call table")
+    parser.add_argument("--mechanism", action="store_true", help="also rebinding vs TorchFunctionMode")
+    parser.add_argument("--threads", type=int, default=0, help="torch and detnoise threads (0: leave as they are)")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="thread: CPU time of the calling thread, which a loaded machine disturbs far less "
+                             "than wall time (meaningful with --threads 1, where every kernel runs on that thread)")
+    args = parser.parse_args()
+    global CLOCK
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        detnoise.set_num_threads(args.threads)
+    if args.clock == "thread":
+        CLOCK = time.thread_time
+    load_before = os.getloadavg()
+    print(f"device: cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), torch threads "
+          f"{torch.get_num_threads()}, detnoise threads {detnoise.get_num_threads()}, repeats {args.repeats}, "
+          f"clock {args.clock}, torch {torch.__version__}, load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    sizes = {k: v for k, v in SIZES.items() if not args.quick or k != "64x64"}
+    results: dict[str, Any] = {
+        "device": "cpu", "processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "detnoise_threads": detnoise.get_num_threads(),
+        "repeats": args.repeats, "clock": args.clock, "torch": torch.__version__, "load_average_before": load_before,
+    }
+    print("\nper call, us: patched | detnoise direct | overhead = median of per-batch (patched - direct) [IQR] | torch")
+    results["functions"] = measure_functions(args.repeats, sizes)
+    print("\nplain torch.Generator vs detnoise.Generator")
+    results["generators"] = measure_generators(args.repeats)
+    if not args.quick:
+        print("\nfirst patched call in a fresh process (each function alone)")
+        results["first_call"] = measure_first_calls(
+            [name.split("(")[0] for name in ("torch.randn", "torch.rand", "torch.randint", "torch.randperm",
+                                             "torch.normal", "torch.bernoulli", "torch.multinomial", "torch.randn_like",
+                                             "torch.rand_like", "torch.randint_like", "Tensor.normal_", "Tensor.uniform_",
+                                             "Tensor.random_", "Tensor.bernoulli_", "Tensor.exponential_")])
+    if args.mechanism:
+        results["mechanism"] = measure_mechanisms(args.repeats)
+    results["load_average_after"] = os.getloadavg()
+    print(f"\nload average after: {results['load_average_after']}")
     out = os.path.join(os.path.dirname(__file__), "results", "patch_overhead_cpu.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as file:
-        json.dump({"threads": torch.get_num_threads(), "repeats": args.repeats, "results": results}, file, indent=1)
-    print(f"\nwrote {out}")
+        json.dump(results, file, indent=1)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

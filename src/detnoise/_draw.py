@@ -15,6 +15,7 @@ import torch
 from detnoise import _compile, _layout, _native, _resolve
 from detnoise._torchargs import (
     DeviceArg,
+    LayoutError,
     _checked_devices,
     _numel,
     _parse_size,
@@ -109,12 +110,14 @@ def _draw_fast(
     dtype: torch.dtype | None,
     device: DeviceArg,
     out: torch.Tensor | None,
+    default: torch.Generator = default_generator,
 ) -> torch.Tensor | None:
     """The common calls without the general path's layers, so a small latent's draw costs little
     more than torch.empty and the kernel: int dims, a detnoise generator or none, eager mode, and
     either a new output on a device seen before or an ``out`` that already has the shape and dtype,
     is contiguous, and needs no autograd or inference-mode decision. None sends the call to the
-    general path, which does everything else and raises the errors."""
+    general path, which does everything else and raises the errors. ``default`` is what
+    ``generator=None`` draws from (the torch patch passes ``torch.default_generator``)."""
     if _is_compiling():
         return None
     size = _parse_size(size, _FUNCTION_NAMES[kind])  # raises what the general path would, first
@@ -159,7 +162,7 @@ def _draw_fast(
         target = torch.empty(*size, dtype=dtype, device=resolved)
     if target.is_cuda:
         check_not_capturing(target.device, _FUNCTION_NAMES[kind])
-    taken = _resolve.reserve(generator, _layout.blocks_for(target.numel(), dtype), default=default_generator)
+    taken = _resolve.reserve(generator, _layout.blocks_for(target.numel(), dtype), default=default)
     try:
         _native.launch(kind, target, taken.seed, taken.stream, taken.start)
     except BaseException:
@@ -185,7 +188,7 @@ def _generate(
     requires_grad: bool,
 ) -> torch.Tensor:
     if layout != torch.strided:
-        raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
+        raise LayoutError(f"{function}: only layout=torch.strided is supported, got {layout}")
     dims = _parse_size(size, function)
     dtype = _resolve_dtype(kind, dtype, out, function)
     if out is not None and not torch.compiler.is_compiling():

@@ -13,6 +13,27 @@ import torch
 
 from detnoise import _layout, _native
 
+# Errors of torch's type that stay instances of the type detnoise raised before issue 17, so both
+# torch's ``except`` clauses and older detnoise callers catch them.
+
+
+class SizeError(ValueError, RuntimeError):
+    """A negative or too large size (torch: RuntimeError)."""
+
+
+class DtypeError(TypeError, NotImplementedError):
+    """A dtype detnoise does not draw in (torch: NotImplementedError, "not implemented for 'Long'")."""
+
+
+class LayoutError(ValueError, NotImplementedError):
+    """A layout other than torch.strided (torch: NotImplementedError)."""
+
+
+class MismatchError(TypeError, ValueError, RuntimeError):
+    """An ``out`` whose dtype or device contradicts the call, or a device string torch cannot
+    parse (torch: RuntimeError)."""
+
+
 SizeArg = Union[int, Sequence[int], torch.Size]
 DeviceArg = Union[str, torch.device, int, None]
 
@@ -36,21 +57,21 @@ def _parse_size(size: tuple[object, ...], function: str) -> tuple[int, ...]:
     dims = tuple(_layout.as_int(dim, f"{function}: size") for dim in size)
     for dim in dims:
         if dim < 0:
-            raise ValueError(f"{function}: negative dimension {dim} in size {list(dims)}")
+            raise SizeError(f"{function}: negative dimension {dim} in size {list(dims)}")
         if dim > _MAX_NUMEL:
-            raise ValueError(f"{function}: dimension {dim} in size {list(dims)} is larger than a tensor can hold (2**63 - 1)")
+            raise SizeError(f"{function}: dimension {dim} in size {list(dims)} is larger than a tensor can hold (2**63 - 1)")
     numel = _numel(dims)
     if numel > _MAX_NUMEL:
-        raise ValueError(f"{function}: size {list(dims)} has {numel} elements, more than a tensor can hold (2**63 - 1)")
+        raise SizeError(f"{function}: size {list(dims)} has {numel} elements, more than a tensor can hold (2**63 - 1)")
     return dims
 
 
 def _check_dtype(dtype: torch.dtype, kind: int, function: str) -> None:
     if kind == _native.KIND_BITS:
         if dtype != torch.uint32:
-            raise TypeError(f"{function}: random bits are torch.uint32, got dtype {dtype}")
+            raise DtypeError(f"{function}: random bits are torch.uint32, got dtype {dtype}")
     elif dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(
+        raise DtypeError(
             f"{function}: dtype {dtype} is not supported; use torch.float32, torch.float64, "
             "torch.float16 or torch.bfloat16"
         )
@@ -64,7 +85,7 @@ def _resolve_device(device: DeviceArg) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise TypeError(f"invalid device {device!r}: {error}") from None
+        raise MismatchError(f"invalid device {device!r}: {error}") from None
     if resolved.type not in ("cpu", "cuda"):
         raise RuntimeError(f"detnoise draws on 'cpu' and 'cuda' devices only, got '{resolved}'")
     if resolved.type == "cuda":
@@ -94,7 +115,7 @@ def _resolve_dtype(kind: int, dtype: torch.dtype | None, out: torch.Tensor | Non
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"{function}: out must be a torch.Tensor, got {type(out).__name__}")
         if dtype is not None and dtype != out.dtype:
-            raise TypeError(f"{function}: dtype {dtype} does not match the dtype of out ({out.dtype})")
+            raise MismatchError(f"{function}: dtype {dtype} does not match the dtype of out ({out.dtype})")
         dtype = out.dtype
     elif dtype is None:
         dtype = torch.uint32 if kind == _native.KIND_BITS else torch.get_default_dtype()
@@ -107,7 +128,7 @@ def _check_out(function: str, out: torch.Tensor, device: DeviceArg, traced: bool
     inference-tensor checks are torch.compile's own business: is_inference() is not traceable.)"""
     _resolve_device(out.device)
     if device is not None and not _same_device(_resolve_device(device), out.device):
-        raise ValueError(f"{function}: device {device} does not match the device of out ({out.device})")
+        raise MismatchError(f"{function}: device {device} does not match the device of out ({out.device})")
     if out.requires_grad and torch.is_grad_enabled():
         raise RuntimeError(f"{function}: out= arguments don't support automatic differentiation, but out requires grad")
     if not traced:
@@ -167,3 +188,28 @@ def _check_scalar(value: object, name: str, function: str) -> float:
         raise TypeError(f"{function}: {name} must be a real number, got {type(value).__name__}")
     return float(value)
 
+
+
+# ---- the values torch refuses (checked before any block is taken) ---------------------------------
+
+
+def _check_std(std: float, function: str) -> None:
+    """torch's normal: ``std >= 0`` (so NaN is refused too), a RuntimeError."""
+    if not std >= 0:
+        raise RuntimeError(f"{function}: normal expects std >= 0.0, but found std {std}")
+
+
+def _check_uniform_bounds(low: float, high: float, dtype: torch.dtype, function: str) -> None:
+    """torch's uniform_ for a floating dtype, in its order: ``from`` and ``to`` within the dtype's
+    finite range (so NaN and infinities are refused), ``from <= to``, and ``to - from`` (binary64)
+    at most the dtype's largest value. RuntimeErrors, as torch's."""
+    info = torch.finfo(dtype)
+    low, high = float(low), float(high)
+    for value, name in ((low, "from"), (high, "to")):
+        if not info.min <= value <= info.max:
+            raise RuntimeError(f"{function}: {name}={value} is out of bounds for {dtype}")
+    if not low <= high:
+        raise RuntimeError(f"{function} expects to return a [from, to) range, but found from={low} > to={high}")
+    if not high - low <= info.max:
+        raise RuntimeError(f"{function} expects to-from <= the largest {dtype}, but found to={high} and from={low} "
+                           "which result in to-from to exceed the limit")

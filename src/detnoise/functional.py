@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from detnoise import _layout, _native, torch_patch
+from detnoise import _kinds, _layout, _native
 from detnoise.generator import default_generator
 from detnoise._draw import GeneratorArg, _draw_fast, _draw_with_generator, _fill, _generate
 from detnoise._torchargs import (  # noqa: F401  (re-exported: slicing, cuda_graphs use these names)
     DeviceArg,
+    LayoutError,
     SizeArg,
     _check_dtype,
     _check_fill_target,
@@ -128,7 +129,7 @@ def _like(
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{function}: input must be a torch.Tensor, got {type(input).__name__}")
     if layout is not None and layout != torch.strided:
-        raise ValueError(f"{function}: only layout=torch.strided is supported, got {layout}")
+        raise LayoutError(f"{function}: only layout=torch.strided is supported, got {layout}")
     dtype = input.dtype if dtype is None else dtype
     _check_dtype(dtype, kind, function)
     target_device = input.device if device is None else _resolve_device(device)
@@ -180,19 +181,18 @@ def normal_(
     The standard normals are exactly ``randn(tensor.shape, dtype=tensor.dtype)`` in logical element
     order (also for non-contiguous tensors); a mean or std other than 0 and 1 is then applied as
     docs/SPEC.md §10.1 defines it (``z * std + mean``, two IEEE operations in float32 for 16-bit
-    tensors, rounded once), the same values as ``Tensor.normal_`` under ``patch_torch()``.
+    tensors, rounded once), the same values as ``Tensor.normal_`` under ``patch_torch()``. A std
+    torch refuses (negative or NaN) raises torch's RuntimeError before the generator moves.
     """
     target = _check_fill_target(tensor, "normal_")
     mean_value = _check_scalar(mean, "mean", "normal_")
     std_value = _check_scalar(std, "std", "normal_")
-    if std_value < 0:
-        raise ValueError(f"normal_: std must be >= 0, got {std_value}")
     with torch.no_grad():
         if (mean_value, std_value) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_NORMAL, target, generator, "normal_")
         else:
-            target.copy_(torch_patch.normal_values(tuple(target.shape), target.dtype, target.device,
-                                                   _or_default(generator), "normal_", mean_value, std_value))
+            _kinds.normal_values(tuple(target.shape), target.dtype, target.device, generator, "normal_",
+                                 mean_value, std_value, out=target, default=default_generator)
     return tensor
 
 
@@ -201,25 +201,19 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, generator: Ge
 
     The [0, 1) values are exactly ``rand(tensor.shape, dtype=tensor.dtype)`` in logical order; other
     bounds are applied as ``u * (b - a) + a`` as docs/SPEC.md §10.3 defines it (as ``Tensor.uniform_``
-    under ``patch_torch()``).
+    under ``patch_torch()``). Bounds torch refuses (outside the dtype's finite range, ``a > b``, or
+    ``b - a`` past the dtype's largest value) raise torch's RuntimeError before the generator moves.
     """
     target = _check_fill_target(tensor, "uniform_")
     low = _check_scalar(a, "a", "uniform_")
     high = _check_scalar(b, "b", "uniform_")
-    if not low <= high:
-        raise ValueError(f"uniform_: expects a <= b, got a={low}, b={high}")
     with torch.no_grad():
         if (low, high) == (0.0, 1.0):
             _draw_with_generator(_native.KIND_UNIFORM, target, generator, "uniform_")
         else:
-            target.copy_(torch_patch.uniform_values(tuple(target.shape), target.dtype, target.device,
-                                                    _or_default(generator), "uniform_", low, high))
+            _kinds.uniform_values(tuple(target.shape), target.dtype, target.device, generator, "uniform_",
+                                  low, high, out=target, default=default_generator)
     return tensor
-
-
-def _or_default(generator: GeneratorArg) -> torch.Generator:
-    """detnoise's own functions draw from ``detnoise.default_generator`` when given none."""
-    return default_generator if generator is None else generator
 
 
 # ---- the functional core: explicit (seed, stream, offset) ---------------------------------------

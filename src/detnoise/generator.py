@@ -21,6 +21,16 @@ _STATE_FORMAT = "<2sBBQQQ"  # magic, version, reserved (0), seed, stream, offset
 _STATE_SIZE = struct.calcsize(_STATE_FORMAT)
 
 
+class SeedTypeError(TypeError, RuntimeError):
+    """A seed that is not an int. ``torch.Generator.manual_seed`` raises RuntimeError for it; the
+    class is both, so torch's ``except RuntimeError`` and detnoise's ``except TypeError`` catch it."""
+
+
+class StateError(ValueError, RuntimeError):
+    """A state ``set_state`` cannot restore (wrong size, magic or version). torch raises
+    RuntimeError for a state of the wrong size; the class is both, as for :class:`SeedTypeError`."""
+
+
 class BlockReservation(NamedTuple):
     """Blocks [start, start + blocks) of (seed, stream), taken at state change number ``epoch``."""
 
@@ -90,8 +100,15 @@ class Generator(torch.Generator):
     # ---- seeding ---------------------------------------------------------------------------
 
     def manual_seed(self, seed: int) -> Generator:  # type: ignore[override]
-        """Sets the state to (seed mod 2**64, stream 0, offset 0) and seeds the torch base state."""
-        value = _layout.normalize_seed(seed)
+        """Sets the state to (seed mod 2**64, stream 0, offset 0) and seeds the torch base state.
+
+        Raises :class:`SeedTypeError` (a TypeError and, as torch's, a RuntimeError) for a seed that
+        is not an int, ValueError outside [-2**63, 2**64) (as torch).
+        """
+        try:
+            value = _layout.normalize_seed(seed)
+        except TypeError as error:
+            raise SeedTypeError(str(error)) from None
         super().manual_seed(value)
         with self._lock:
             self._seed, self._stream, self._offset = value, 0, 0
@@ -227,15 +244,15 @@ def _unpack_state(state: object) -> tuple[int, int, int]:
     if state.dtype != torch.uint8:
         raise TypeError(f"a detnoise state must be a torch.uint8 tensor, got dtype {state.dtype}")
     if state.dim() != 1 or state.numel() != _STATE_SIZE:
-        raise ValueError(
+        raise StateError(
             f"a detnoise v{_STATE_VERSION} state has {_STATE_SIZE} bytes, got shape {tuple(state.shape)}; "
             "pass a tensor made by detnoise.Generator.get_state() (a torch generator's state is not one)"
         )
     magic, version, reserved, seed, stream, offset = struct.unpack(_STATE_FORMAT, bytes(state.cpu().tolist()))
     if magic != _STATE_MAGIC:
-        raise ValueError("not a detnoise state (bad magic bytes); pass a tensor made by Generator.get_state()")
+        raise StateError("not a detnoise state (bad magic bytes); pass a tensor made by Generator.get_state()")
     if version != _STATE_VERSION or reserved != 0:
-        raise ValueError(f"unsupported detnoise state version {version}.{reserved}; this detnoise reads version {_STATE_VERSION}")
+        raise StateError(f"unsupported detnoise state version {version}.{reserved}; this detnoise reads version {_STATE_VERSION}")
     return seed, stream, offset
 
 
