@@ -8,6 +8,7 @@ for ComfyUI's classic node format.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -136,7 +137,7 @@ def test_imports_without_comfyui():
     code = ("import sys, detnoise.comfyui as c; print(sorted(c.NODE_CLASS_MAPPINGS)); "
             "print(any(m == 'comfy' or m.startswith('comfy.') for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, cwd=ROOT)
+                            env=dict(os.environ), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["['DetnoiseKSampler', 'DetnoiseRandomNoise', 'DetnoiseSampler']", "False"]
 
@@ -161,7 +162,7 @@ spec.loader.exec_module(module)
 print(sorted(module.NODE_CLASS_MAPPINGS), len(module.NODE_DISPLAY_NAME_MAPPINGS))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, cwd=tmp_path)
+                            env=dict(os.environ), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['DetnoiseKSampler', 'DetnoiseRandomNoise', 'DetnoiseSampler'] 3"
 

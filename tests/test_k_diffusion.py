@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import os
 import subprocess
 import sys
 import warnings
@@ -170,7 +171,7 @@ def test_patched_run_in_a_fresh_process(sampling):
     """The patched default repeats across processes (no hidden state from this one)."""
     code = f"""
 import sys, json, torch
-sys.path[:0] = [{str(ROOT / 'tests')!r}, {str(ROOT / 'src')!r}]
+sys.path[:0] = [{str(ROOT / 'tests')!r}]
 from kdiffusion_support import load_sampling
 import detnoise.k_diffusion as dk
 from test_k_diffusion import run, start
@@ -405,7 +406,7 @@ def test_import_detnoise_stays_lazy():
             "print(detnoise.k_diffusion.prepare_noise is sys.modules['detnoise.k_diffusion'].prepare_noise, "
             "hasattr(detnoise, 'comfyui'), hasattr(detnoise, 'no_such_name'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, cwd=ROOT)
+                            env=dict(os.environ), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "True", "True", "False"]
 
@@ -424,7 +425,7 @@ def test_readme_block_runs_as_written():
     assert "import k_diffusion.sampling as sampling" in block
     code = f"""
 import sys
-sys.path[:0] = [{str(ROOT / 'tests')!r}, {str(ROOT / 'src')!r}]
+sys.path[:0] = [{str(ROOT / 'tests')!r}]
 from kdiffusion_support import load_sampling
 load_sampling("k_diffusion")
 namespace = {{}}
