@@ -57,6 +57,7 @@ _CPU_STATE_SIZE = 5056
 _CPU_WORDS_BYTE = 24
 _CPU_WORDS_END = _CPU_WORDS_BYTE + 624 * 8
 _CPU_RECORD = struct.Struct("<" + "I4x" * 8)  # r0..r7; the high halves are written as 0, as torch does
+_CPU_RECORD_END = _CPU_WORDS_BYTE + _CPU_RECORD.size
 _RECORD_DOMAIN = b"detnoise/torch-position/v1"
 _POSITION = struct.Struct("<QQQ")
 
@@ -198,6 +199,16 @@ def _remember_valid(key: bytes, where: tuple[int, int, int]) -> None:
     _valid_records[key] = where
 
 
+def _record(seed: int, stream: int, block: int, bound: bytes) -> bytes:
+    """The 64 bytes of MT slots 0-7 that record (seed, stream, block) in a state whose bytes 0-23 and
+    5016-5055 are ``bound`` (SPEC §3), remembered as valid."""
+    check = position_record_check(seed, stream, block, bound)
+    record = _CPU_RECORD.pack(seed & 0xFFFFFFFF, seed >> 32, stream & 0xFFFFFFFF, stream >> 32,
+                              block & 0xFFFFFFFF, block >> 32, check & 0xFFFFFFFF, check >> 32)
+    _remember_valid(record + bound, (seed, stream, block))
+    return record
+
+
 def _marked(kind: str, state: bytes, where: tuple[int, int, int]) -> bytes:
     """A state that cannot hold a record: its last 8 bytes XORed with the tag of ``where``, which
     the table then maps back to ``where``."""
@@ -264,8 +275,25 @@ class _StateAccess:
 
 
 class _CpuAccess(_StateAccess):
-    """A CPU generator: the state tensor and a numpy view of it (``tensor.numpy()`` once per state;
-    the record is packed into that view, which goes back through set_state without another copy)."""
+    """A CPU generator. The state is (tensor, numpy view, bytes); the record is packed into the view,
+    which goes back through set_state without another copy. ``reserve`` is the base class's steps
+    written out for the 5056-byte layout: it runs once per draw from a plain CPU generator, where
+    every Python call and copy counts (issue 17's budget: within 5 us of a detnoise.Generator)."""
+
+    def reserve(self, generator: Any, blocks: int) -> Reservation:
+        tensor = generator.get_state()
+        array = tensor.numpy()
+        data = array.tobytes()
+        if blocks == 0 or len(data) != _CPU_STATE_SIZE:
+            return super().reserve(generator, blocks)
+        bound = data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
+        seed, stream, start = (self._recorded(data, bound)
+                               or self.unrecorded(generator, (tensor, array, data)))
+        _layout.check_generator_room(start, blocks)
+        array[_CPU_WORDS_BYTE:_CPU_RECORD_END] = memoryview(_record(seed, stream, start + blocks, bound))
+        generator.set_state(tensor)
+        written = (data[_CPU_WORDS_BYTE:_CPU_RECORD_END], array)
+        return Reservation(seed, stream, start, blocks, functools.partial(self._undo_locked, generator, written))
 
     def read(self, generator: Any) -> tuple[torch.Tensor, np.ndarray, bytes]:
         state = generator.get_state()
@@ -273,29 +301,22 @@ class _CpuAccess(_StateAccess):
         return state, array, array.tobytes()
 
     @staticmethod
-    def _bound(data: bytes) -> bytes:
-        """What the record's check covers besides the position; unchanged by writing the record."""
-        return data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
-
-    @staticmethod
-    def _record_key(data: bytes) -> bytes:
-        """The bytes a record's validity depends on: the record words and the bound."""
-        return data[_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + _CPU_RECORD.size] + data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
+    def _recorded(data: bytes, bound: bytes) -> Optional[tuple[int, int, int]]:
+        """The valid record in ``data`` (a 5056-byte state), if any; ``bound`` its bytes 0-23, 5016-5055."""
+        known = _valid_records.get(data[_CPU_WORDS_BYTE:_CPU_RECORD_END] + bound)  # usually the last draw's
+        if known is not None:
+            return known
+        r = _CPU_RECORD.unpack_from(data, _CPU_WORDS_BYTE)
+        seed, stream, block = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
+        if r[6] | r[7] << 32 == position_record_check(seed, stream, block, bound):
+            return seed, stream, block
+        return None
 
     def recorded(self, state: tuple[torch.Tensor, np.ndarray, bytes]) -> Optional[tuple[int, int, int]]:
         data = state[2]
         if len(data) != _CPU_STATE_SIZE:  # a layout torch may use one day: the table
             return _recall(("cpu", data))
-        key = self._record_key(data)
-        known = _valid_records.get(key)  # usually the record the previous draw wrote: no hash
-        if known is not None:
-            return known
-        r = _CPU_RECORD.unpack_from(data, _CPU_WORDS_BYTE)
-        seed, stream, block = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
-        if r[6] | r[7] << 32 == position_record_check(seed, stream, block, self._bound(data)):
-            _remember_valid(key, (seed, stream, block))
-            return seed, stream, block
-        return None
+        return self._recorded(data, data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:])
 
     def is_fresh(self, generator: Any, state: tuple[torch.Tensor, np.ndarray, bytes], seed: int) -> bool:
         fresh = _fresh_cpu.get(seed)
@@ -313,21 +334,10 @@ class _CpuAccess(_StateAccess):
 
     def record(self, generator: Any, state: tuple[torch.Tensor, np.ndarray, bytes], seed: int, stream: int,
                block: int) -> tuple[bytes, np.ndarray]:
-        tensor, array = state[0], state[1]
-        if len(array) != _CPU_STATE_SIZE:
-            before = state[2]
-            tensor = torch.frombuffer(bytearray(_marked("cpu", before, (seed, stream, block))), dtype=torch.uint8)
-            array = tensor.numpy()
-        else:
-            before = state[2][_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + _CPU_RECORD.size]
-            bound = self._bound(state[2])
-            check = position_record_check(seed, stream, block, bound)
-            words = (seed & 0xFFFFFFFF, seed >> 32, stream & 0xFFFFFFFF, stream >> 32, block & 0xFFFFFFFF, block >> 32,
-                     check & 0xFFFFFFFF, check >> 32)
-            _CPU_RECORD.pack_into(array, _CPU_WORDS_BYTE, *words)
-            _remember_valid(_CPU_RECORD.pack(*words) + bound, (seed, stream, block))
+        """Only for states of another size (``reserve`` writes 5056-byte ones): a table mark."""
+        tensor = torch.frombuffer(bytearray(_marked("cpu", state[2], (seed, stream, block))), dtype=torch.uint8)
         generator.set_state(tensor)
-        return before, array
+        return state[2], tensor.numpy()
 
     def undo(self, generator: Any, written: tuple[bytes, np.ndarray]) -> None:
         before, array = written
