@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import detnoise
-from detnoise import diffusers_integration, randn_tensor
+from detnoise import diffusers_integration, randn_tensor, torch_patch
 
 from conftest import assert_bits_equal
 
@@ -291,3 +291,13 @@ def test_patch_report_all_on_the_installed_diffusers_lines() -> None:
         pytest.skip(f"diffusers {diffusers.__version__} does not have the two lines of 0.42.1")
     assert by_line[seed] == "covered"
     assert by_line[weight] == "initialiser"
+
+
+def test_patched_diffusers_leaves_every_reported_initialiser_to_torch() -> None:
+    # The runtime rule (by function name) must agree with the report: transformer_2d's
+    # _init_patched_inputs makes a weight, so its draw stays torch's under patch_diffusers().
+    assert torch_patch.is_initialiser("_init_patched_inputs")
+    with detnoise.patch_diffusers():
+        report = detnoise.patch_report(all=True)
+    assert "still drawn by detnoise" not in str(report)
+    assert not [f for f in report.findings if f.status == "initialiser" and diffusers_integration._patched_anyway(f)]

@@ -145,7 +145,7 @@ def _caller() -> Any:
 
 
 # Functions whose draws initialise weights (loaded weights replace them): not noise, left alone.
-_INITIALISER = re.compile(r"__init__|init_weights|initiali[sz]e|reset_parameters|_init\b|^init")
+_INITIALISER = re.compile(r"__init__|init_weights|initiali[sz]e|reset_parameters|_init\b|_init_|^init")
 
 
 def is_initialiser(function_name: str) -> bool:
