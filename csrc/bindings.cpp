@@ -13,6 +13,7 @@
 #include "cpu/brownian_cpu.h"
 #include "cpu/fill_cpu.h"
 #include "detnoise/philox.h"
+#include "detnoise/torch_state.h"
 #ifdef DETNOISE_WITH_CUDA
 #include "cuda/brownian_cuda.h"
 #include "cuda/fill_cuda.h"
@@ -304,10 +305,43 @@ void brownian_cuda(int dtype, uintptr_t out, uint64_t n, const std::vector<uint6
 }
 #endif
 
+// A torch CPU generator state's position record (SPEC §3), read and written in place at ``address``
+// (the 5056 bytes of a state tensor from get_state()). None where the state holds no valid record.
+py::object torch_record_read(uintptr_t address) {
+  uint64_t seed, stream, block;
+  if (!detnoise::torch_record_read(reinterpret_cast<const uint8_t*>(address), &seed, &stream, &block)) {
+    return py::none();
+  }
+  return py::make_tuple(seed, stream, block);
+}
+
+void torch_record_write(uintptr_t address, uint64_t seed, uint64_t stream, uint64_t block) {
+  detnoise::torch_record_write(reinterpret_cast<uint8_t*>(address), seed, stream, block);
+}
+
+// A draw's reservation on a recorded state: (seed, stream, start) and the record moved to
+// start + blocks, or None (the state unchanged) without a valid record or if the block count wraps
+// (the caller's general path then raises).
+py::object torch_record_advance(uintptr_t address, uint64_t blocks) {
+  auto* state = reinterpret_cast<uint8_t*>(address);
+  uint64_t seed, stream, start;
+  if (!detnoise::torch_record_read(state, &seed, &stream, &start) || start + blocks < start) {
+    return py::none();
+  }
+  detnoise::torch_record_write(state, seed, stream, start + blocks);
+  return py::make_tuple(seed, stream, start);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "detnoise native kernels (Philox4x32-10 stream v1); see docs/SPEC.md";
+  m.def("torch_record_read", &torch_record_read, py::arg("address"),
+        "The (seed, stream, block) recorded in a 5056-byte torch CPU generator state, or None (SPEC §3).");
+  m.def("torch_record_write", &torch_record_write, py::arg("address"), py::arg("seed"), py::arg("stream"),
+        py::arg("block"), "Writes the record of (seed, stream, block) into a 5056-byte torch CPU state.");
+  m.def("torch_record_advance", &torch_record_advance, py::arg("address"), py::arg("blocks"),
+        "(seed, stream, start) of a recorded state, whose record moves to start + blocks; or None.");
   m.def("philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
         "One Philox4x32-10 block: 4 counter words and 2 key words -> 4 output words.");
   m.def("fill_cpu", &fill_cpu, py::arg("kind"), py::arg("dtype"), py::arg("out"), py::arg("count"),

@@ -398,3 +398,17 @@ def test_model_agrees_with_the_resolver_on_torch_made_states() -> None:
     torch.randn(30, generator=g)
     assert spec_position(state_bytes(g)) == _resolve.position(g)
     assert np.uint64(spec_position(state_bytes(g))[1]) != 0
+
+
+def test_undo_of_a_draw_from_a_recorded_state_restores_its_bytes() -> None:
+    g = torch.Generator().manual_seed(31)
+    detnoise.randn(4, generator=g)
+    before = state_bytes(g)
+    taken = _resolve.reserve(g, 3)
+    assert state_bytes(g) == spec_written(before, 31, 0, 4)
+    taken.undo()
+    assert state_bytes(g) == before
+    torch.rand(1, generator=g)  # used since: an undo must not touch it
+    after_torch = state_bytes(g)
+    _resolve.reserve(g, 2).undo()
+    assert state_bytes(g) == after_torch

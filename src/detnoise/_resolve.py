@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import struct
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Optional
@@ -41,9 +40,10 @@ import numpy as np
 import torch
 
 from detnoise import _layout
+from detnoise._native import _core
 from detnoise.generator import Generator
 
-__all__ = ["Reservation", "reserve", "position", "derived_stream", "position_record_check"]
+__all__ = ["Reservation", "reserve", "position", "derived_stream"]
 
 _MASK64 = (1 << 64) - 1
 _TABLE_SIZE = 1 << 16  # marked states that carry no record (CUDA derived streams, other devices)
@@ -51,15 +51,12 @@ _FRESH_CACHE_SIZE = 64
 
 # CPU generator state (torch's CPUGeneratorImplState, 5056 bytes): a 24-byte header (initial seed,
 # left, seeded, next), 624 Mersenne Twister words in u64 slots of which torch keeps the low 32 bits,
-# then 40 bytes of normal-sampler cache. The record sits in the low halves of MT slots 0-7; its check
-# covers the header and the cache, which torch's draws change even where they leave the words alone.
+# then 40 bytes of normal-sampler cache. The record (csrc/include/detnoise/torch_state.h) sits in the
+# low halves of MT slots 0-7; its check covers the header and the cache, which torch's draws change
+# even where they leave the words alone.
 _CPU_STATE_SIZE = 5056
 _CPU_WORDS_BYTE = 24
-_CPU_WORDS_END = _CPU_WORDS_BYTE + 624 * 8
-_CPU_RECORD = struct.Struct("<" + "I4x" * 8)  # r0..r7; the high halves are written as 0, as torch does
-_CPU_RECORD_END = _CPU_WORDS_BYTE + _CPU_RECORD.size
-_RECORD_DOMAIN = b"detnoise/torch-position/v1"
-_POSITION = struct.Struct("<QQQ")
+_CPU_RECORD_END = _CPU_WORDS_BYTE + 8 * 8
 
 # CUDA generator state (seed, Philox offset): offsets torch makes are small multiples of 4; detnoise
 # marks its own in the top byte. 0xD7: stream 0, block in bits 2-55. 0xD6: a table entry.
@@ -147,14 +144,6 @@ def derived_stream(state_bytes: bytes) -> int:
     return int.from_bytes(hashlib.sha256(b"detnoise/torch-state/v1" + state_bytes).digest()[:8], "little")
 
 
-def position_record_check(seed: int, stream: int, block: int, bound: bytes) -> int:
-    """The check value of a CPU position record (SPEC §3): the first 8 bytes (little-endian) of
-    SHA-256("detnoise/torch-position/v1" + u64 seed, stream, block + ``bound``), where ``bound`` is
-    the state's bytes 0-23 followed by its bytes 5016-5055."""
-    digest = hashlib.sha256(_RECORD_DOMAIN + _POSITION.pack(seed, stream, block) + bound).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
 # ---- internals -----------------------------------------------------------------------------
 
 _lock = threading.Lock()
@@ -188,35 +177,20 @@ def _remember(key: Any, where: tuple[int, int, int]) -> None:
         _table.popitem(last=False)
 
 
-# Record bytes + bound -> position, for records known to be valid: memoises the check of the record
-# the previous draw wrote (a pure function of these bytes, so the cache changes no result).
-_valid_records: dict[bytes, tuple[int, int, int]] = {}
-
-
-def _remember_valid(key: bytes, where: tuple[int, int, int]) -> None:
-    if len(_valid_records) >= 1024:
-        _valid_records.clear()
-    _valid_records[key] = where
-
-
-def _record(seed: int, stream: int, block: int, bound: bytes) -> bytes:
-    """The 64 bytes of MT slots 0-7 that record (seed, stream, block) in a state whose bytes 0-23 and
-    5016-5055 are ``bound`` (SPEC §3), remembered as valid."""
-    check = position_record_check(seed, stream, block, bound)
-    record = _CPU_RECORD.pack(seed & 0xFFFFFFFF, seed >> 32, stream & 0xFFFFFFFF, stream >> 32,
-                              block & 0xFFFFFFFF, block >> 32, check & 0xFFFFFFFF, check >> 32)
-    _remember_valid(record + bound, (seed, stream, block))
-    return record
-
-
-def _marked(kind: str, state: bytes, where: tuple[int, int, int]) -> bytes:
-    """A state that cannot hold a record: its last 8 bytes XORed with the tag of ``where``, which
-    the table then maps back to ``where``."""
+def _marked_bytes(state: bytes, where: tuple[int, int, int]) -> bytes:
+    """``state`` with its last 8 bytes XORed with the tag of ``where``."""
     marked = bytearray(state)
     for index, byte in enumerate(_tag(*where).to_bytes(8, "little")):
         marked[-8 + index] ^= byte
-    _remember((kind, bytes(marked)), where)
     return bytes(marked)
+
+
+def _marked(kind: str, state: bytes, where: tuple[int, int, int]) -> bytes:
+    """A state that cannot hold a record, marked for ``where``, which the table then maps back to
+    ``where`` (this process only)."""
+    marked = _marked_bytes(state, where)
+    _remember((kind, marked), where)
+    return marked
 
 
 def _recall(key: Any) -> Optional[tuple[int, int, int]]:
@@ -275,48 +249,31 @@ class _StateAccess:
 
 
 class _CpuAccess(_StateAccess):
-    """A CPU generator. The state is (tensor, numpy view, bytes); the record is packed into the view,
-    which goes back through set_state without another copy. ``reserve`` is the base class's steps
-    written out for the 5056-byte layout: it runs once per draw from a plain CPU generator, where
-    every Python call and copy counts (issue 17's budget: within 5 us of a detnoise.Generator)."""
+    """A CPU generator. The state is (tensor, numpy view, bytes). The record of a 5056-byte state is
+    read and written in place by the extension (csrc/include/detnoise/torch_state.h: SHA-256 in C++;
+    in Python it cost more than issue 17's budget of 5 us over a detnoise.Generator's draw), and the
+    tensor goes back through set_state without another copy."""
 
     def reserve(self, generator: Any, blocks: int) -> Reservation:
         tensor = generator.get_state()
-        array = tensor.numpy()
-        data = array.tobytes()
-        if blocks == 0 or len(data) != _CPU_STATE_SIZE:
-            return super().reserve(generator, blocks)
-        bound = data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:]
-        seed, stream, start = (self._recorded(data, bound)
-                               or self.unrecorded(generator, (tensor, array, data)))
-        _layout.check_generator_room(start, blocks)
-        array[_CPU_WORDS_BYTE:_CPU_RECORD_END] = memoryview(_record(seed, stream, start + blocks, bound))
-        generator.set_state(tensor)
-        written = (data[_CPU_WORDS_BYTE:_CPU_RECORD_END], array)
-        return Reservation(seed, stream, start, blocks, functools.partial(self._undo_locked, generator, written))
+        if blocks and tensor.numel() == _CPU_STATE_SIZE:  # the common case: a recorded state
+            found = _core.torch_record_advance(tensor.data_ptr(), blocks)
+            if found is not None:
+                generator.set_state(tensor)
+                seed, stream, start = found
+                written = (seed, stream, start, start + blocks, None)
+                return Reservation(seed, stream, start, blocks, functools.partial(self._undo_locked, generator, written))
+        return super().reserve(generator, blocks)
 
     def read(self, generator: Any) -> tuple[torch.Tensor, np.ndarray, bytes]:
         state = generator.get_state()
         array = state.numpy()
         return state, array, array.tobytes()
 
-    @staticmethod
-    def _recorded(data: bytes, bound: bytes) -> Optional[tuple[int, int, int]]:
-        """The valid record in ``data`` (a 5056-byte state), if any; ``bound`` its bytes 0-23, 5016-5055."""
-        known = _valid_records.get(data[_CPU_WORDS_BYTE:_CPU_RECORD_END] + bound)  # usually the last draw's
-        if known is not None:
-            return known
-        r = _CPU_RECORD.unpack_from(data, _CPU_WORDS_BYTE)
-        seed, stream, block = r[0] | r[1] << 32, r[2] | r[3] << 32, r[4] | r[5] << 32
-        if r[6] | r[7] << 32 == position_record_check(seed, stream, block, bound):
-            return seed, stream, block
-        return None
-
     def recorded(self, state: tuple[torch.Tensor, np.ndarray, bytes]) -> Optional[tuple[int, int, int]]:
-        data = state[2]
-        if len(data) != _CPU_STATE_SIZE:  # a layout torch may use one day: the table
-            return _recall(("cpu", data))
-        return self._recorded(data, data[:_CPU_WORDS_BYTE] + data[_CPU_WORDS_END:])
+        if len(state[2]) != _CPU_STATE_SIZE:  # a layout torch may use one day: the table
+            return _recall(("cpu", state[2]))
+        return _core.torch_record_read(state[0].data_ptr())
 
     def is_fresh(self, generator: Any, state: tuple[torch.Tensor, np.ndarray, bytes], seed: int) -> bool:
         fresh = _fresh_cpu.get(seed)
@@ -333,21 +290,32 @@ class _CpuAccess(_StateAccess):
         return state[2]
 
     def record(self, generator: Any, state: tuple[torch.Tensor, np.ndarray, bytes], seed: int, stream: int,
-               block: int) -> tuple[bytes, np.ndarray]:
-        """Only for states of another size (``reserve`` writes 5056-byte ones): a table mark."""
-        tensor = torch.frombuffer(bytearray(_marked("cpu", state[2], (seed, stream, block))), dtype=torch.uint8)
+               block: int) -> tuple[int, int, int, int, Optional[bytes]]:
+        tensor, data = state[0], state[2]
+        if len(data) != _CPU_STATE_SIZE:
+            tensor = torch.frombuffer(bytearray(_marked("cpu", data, (seed, stream, block))), dtype=torch.uint8)
+            generator.set_state(tensor)
+            return seed, stream, -1, block, data
+        _core.torch_record_write(tensor.data_ptr(), seed, stream, block)
         generator.set_state(tensor)
-        return state[2], tensor.numpy()
+        return seed, stream, -1, block, data[_CPU_WORDS_BYTE:_CPU_RECORD_END]
 
-    def undo(self, generator: Any, written: tuple[bytes, np.ndarray]) -> None:
-        before, array = written
+    def undo(self, generator: Any, written: tuple[int, int, int, int, Optional[bytes]]) -> None:
+        """Puts back the state before the draw if the generator still stands where the draw left
+        it: the old record (``before`` None) or the old bytes of the record's slots."""
+        seed, stream, start, end, before = written
         current = generator.get_state()
-        if np.array_equal(current.numpy(), array):
-            if len(before) == len(array):
-                current = torch.frombuffer(bytearray(before), dtype=torch.uint8)
-            else:  # only the record's words changed
-                current.numpy()[_CPU_WORDS_BYTE:_CPU_WORDS_BYTE + len(before)] = np.frombuffer(before, np.uint8)
-            generator.set_state(current)
+        if len(before or b"") == current.numel():  # another layout: the whole marked state
+            if current.numpy().tobytes() == _marked_bytes(before, (seed, stream, end)):
+                generator.set_state(torch.frombuffer(bytearray(before), dtype=torch.uint8))
+            return
+        if _core.torch_record_read(current.data_ptr()) != (seed, stream, end):
+            return
+        if before is None:
+            _core.torch_record_write(current.data_ptr(), seed, stream, start)
+        else:
+            current.numpy()[_CPU_WORDS_BYTE:_CPU_RECORD_END] = np.frombuffer(before, np.uint8)
+        generator.set_state(current)
 
 
 class _CudaAccess(_StateAccess):
