@@ -171,7 +171,8 @@ def test_nan_bits_do_not_depend_on_torchs_cpu_capability(capability: str) -> Non
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                             check=True)
-    assert result.stdout.split(" ", 1)[1].strip() == "[32640, 32704]", result.stdout + result.stderr
+    # (the capability's name may hold a space: torch 2.4 calls the default path "NO AVX")
+    assert result.stdout[result.stdout.index("["):].strip() == "[32640, 32704]", result.stdout + result.stderr
 
 
 # ---- §10.3: bounds torch accepts never give infinities ------------------------------------------------

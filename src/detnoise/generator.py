@@ -26,6 +26,11 @@ class SeedTypeError(TypeError, RuntimeError):
     class is both, so torch's ``except RuntimeError`` and detnoise's ``except TypeError`` catch it."""
 
 
+class SeedRangeError(ValueError, RuntimeError):
+    """A seed outside [-2**63, 2**64). torch's manual_seed raises RuntimeError for it (2.4) or
+    ValueError (later releases); the class is both."""
+
+
 class StateError(ValueError, RuntimeError):
     """A state ``set_state`` cannot restore (wrong size, magic or version). torch raises
     RuntimeError for a state of the wrong size; the class is both, as for :class:`SeedTypeError`."""
@@ -103,12 +108,15 @@ class Generator(torch.Generator):
         """Sets the state to (seed mod 2**64, stream 0, offset 0) and seeds the torch base state.
 
         Raises :class:`SeedTypeError` (a TypeError and, as torch's, a RuntimeError) for a seed that
-        is not an int, ValueError outside [-2**63, 2**64) (as torch).
+        is not an int, :class:`SeedRangeError` (a ValueError and a RuntimeError) outside
+        [-2**63, 2**64), as torch's releases raise one or the other.
         """
         try:
             value = _layout.normalize_seed(seed)
         except TypeError as error:
             raise SeedTypeError(str(error)) from None
+        except ValueError as error:
+            raise SeedRangeError(str(error)) from None
         super().manual_seed(value)
         with self._lock:
             self._seed, self._stream, self._offset = value, 0, 0
