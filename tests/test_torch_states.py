@@ -412,3 +412,12 @@ def test_undo_of_a_draw_from_a_recorded_state_restores_its_bytes() -> None:
     after_torch = state_bytes(g)
     _resolve.reserve(g, 2).undo()
     assert state_bytes(g) == after_torch
+
+
+def test_a_torch_cuda_draw_after_a_record_moves_the_block_forward() -> None:
+    # SPEC §3: torch adds multiples of 4 to a CUDA offset; a record's block moves forward with it.
+    fake = FakeCudaGenerator(5)
+    _resolve.reserve(fake, 7)
+    fake.offset += 4 * 3  # what torch's own CUDA draw does to the offset
+    assert _resolve.position(fake) == (5, 0, 10)
+    assert _resolve.reserve(fake, 1).start == 10
