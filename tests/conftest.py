@@ -43,3 +43,12 @@ def cuda_ready() -> bool:
 
 
 requires_cuda = pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of detnoise")
+
+
+@pytest.fixture
+def torch_patch_removed_afterwards():
+    """Puts back torch's global RNG state and removes every torch-level patch after the test."""
+    state = torch.get_rng_state()
+    yield
+    detnoise.unpatch_torch()
+    torch.set_rng_state(state)

@@ -16,12 +16,7 @@ E = torch.empty
 F16, BF16, F64 = torch.float16, torch.bfloat16, torch.float64
 
 
-@pytest.fixture(autouse=True)
-def unpatched():
-    state = torch.get_rng_state()
-    yield
-    detnoise.unpatch_torch()
-    torch.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("torch_patch_removed_afterwards")
 
 
 # Each row: a call taking a generator (None: the global one). torch refuses every one of them.

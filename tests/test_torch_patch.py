@@ -21,12 +21,7 @@ def gen(seed: int = SEED) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(autouse=True)
-def unpatched():
-    state = torch.get_rng_state()
-    yield
-    detnoise.unpatch_torch()
-    torch.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("torch_patch_removed_afterwards")
 
 
 def t(values, dtype=None) -> torch.Tensor:
