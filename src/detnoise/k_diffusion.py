@@ -129,9 +129,8 @@ def row_seeds(seed: SeedArg, rows: int, batch_index: BatchIndex = None) -> list[
     rows = _layout.as_int(rows, "rows")
     if rows < 0:
         raise ValueError(f"row_seeds: rows must be >= 0, got {rows}")
-    _check_seed_arg(seed, rows, "row_seeds")
     indices = _indices(batch_index, rows, "row_seeds")
-    return _rows_from(_resolved(seed, rows), indices)
+    return _rows_from(_resolved(seed, rows), indices)  # _resolved checks the seeds before taking any
 
 
 def initial_stream(row_seed: int) -> int:
