@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import detnoise
-from detnoise import _kinds, reference, torch_patch
+from detnoise import _kinds, _samplers, reference, torch_patch
 
 from conftest import assert_bits_equal
 
@@ -168,6 +168,10 @@ BAD_CALLS = [
     ("out dtype mismatch", lambda g: torch.randn(2, out=torch.empty(2, dtype=torch.float64), dtype=torch.float32, generator=g)),
     ("randint empty range", lambda g: torch.randint(5, 3, (2,), generator=g)),
     ("randint bool range", lambda g: torch.randint(3, (2,), dtype=torch.bool, generator=g)),
+    ("randint high 2**63", lambda g: torch.randint(0, 2**63, (2,), generator=g)),
+    ("randint low below int64", lambda g: torch.randint(-2**63 - 1, 0, (2,), generator=g)),
+    ("randint_like high 2**63", lambda g: torch.randint_like(torch.empty(2, dtype=torch.int64), 2**63, generator=g)),
+    ("random_ to 2**63", lambda g: torch.empty(2, dtype=torch.int64).random_(0, 2**63, generator=g)),
     ("randperm negative", lambda g: torch.randperm(-1, generator=g)),
     ("normal negative std", lambda g: torch.normal(0.0, -1.0, (2,), generator=g)),
     ("normal negative std tensor", lambda g: torch.normal(torch.zeros(2), -torch.ones(2), generator=g)),
@@ -429,3 +433,76 @@ def test_like_forms_have_torchs_layout(function, options) -> None:
         with detnoise.patch_torch():
             again = getattr(torch, function)(dense, *extra, generator=gen(), memory_format=torch.contiguous_format)
         assert_bits_equal(got.detach(), again)
+
+
+# ---- the samplers' fast paths: the common forms skip the general argument handling -----------------
+
+
+def _fast_forms() -> list[tuple[str, object]]:
+    """(name, call(generator)) for each form a sampler's fast path takes (issue 17's cost budget);
+    each also runs through the general path in the test below."""
+    weights = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.25, 0.25, 0.25, 0.25]])
+    mean, std = torch.tensor([[0.5, -1.0], [2.0, 0.0]]), torch.tensor([[1.0, 0.25], [3.0, 0.5]])
+    channels_last = torch.empty(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    odd_strides = torch.empty(6).as_strided((2, 3, 1, 1), (3, 1, 7, 9))
+    return [
+        ("randint(high, size)", lambda g: torch.randint(10, (3, 4), generator=g)),
+        ("randint(low, high, list)", lambda g: torch.randint(-5, 2**40, [5], generator=g)),
+        ("randint(low, high, Size)", lambda g: torch.randint(2**62, 2**63 - 1, torch.Size([2, 2]), generator=g)),
+        ("randint span 2**63", lambda g: torch.randint(-2**62, 2**62, (3,), generator=g)),
+        ("randperm(n)", lambda g: torch.randperm(7, generator=g)),
+        ("randperm(0)", lambda g: torch.randperm(0, generator=g)),
+        ("normal(number, number, size)", lambda g: torch.normal(0.5, 2, (3, 2), generator=g)),
+        ("normal(tensor, tensor)", lambda g: torch.normal(mean, std, generator=g)),
+        ("normal(tensor, tensor) float64", lambda g: torch.normal(mean.double(), std.double(), generator=g)),
+        ("bernoulli(input)", lambda g: torch.bernoulli(weights, generator=g)),
+        ("bernoulli(input, p)", lambda g: torch.bernoulli(weights.half(), 0.3, generator=g)),
+        ("multinomial(input, n)", lambda g: torch.multinomial(weights, 2, generator=g)),
+        ("multinomial(input, n, True)", lambda g: torch.multinomial(weights[0], 5, True, generator=g)),
+        ("randint_like(x, high)", lambda g: torch.randint_like(torch.empty(3, 2), 9, generator=g)),
+        ("randint_like(x, low, high) int", lambda g: torch.randint_like(torch.empty(4, dtype=torch.int16), -7, 9, generator=g)),
+        ("randint_like channels_last", lambda g: torch.randint_like(channels_last, 9, generator=g)),
+        ("randint_like odd strides", lambda g: torch.randint_like(odd_strides, 2, 9, generator=g)),
+        ("randint_like transposed", lambda g: torch.randint_like(torch.empty(2, 3).t(), 9, generator=g)),
+        ("random_()", lambda g: torch.empty(5, dtype=torch.int64).random_(generator=g)),
+        ("random_() float16", lambda g: torch.empty(5, dtype=torch.float16).random_(generator=g)),
+        ("random_(to)", lambda g: torch.empty(5).random_(100, generator=g)),
+        ("random_(from, to)", lambda g: torch.empty(2, 3).t().random_(-5, 5, generator=g)),
+        ("bernoulli_()", lambda g: torch.empty(5, dtype=torch.bool).bernoulli_(generator=g)),
+        ("bernoulli_(p)", lambda g: torch.empty(5).bernoulli_(0.25, generator=g)),
+        ("bernoulli_(p tensor)", lambda g: torch.empty(2, 4).bernoulli_(weights, generator=g)),
+        ("exponential_()", lambda g: torch.empty(5, dtype=torch.bfloat16).exponential_(generator=g)),
+        ("exponential_(lambd)", lambda g: torch.empty(2, 3).t().exponential_(4, generator=g)),
+    ]
+
+
+FAST_FORMS = _fast_forms()
+
+
+def _described(x: torch.Tensor) -> tuple:
+    return (x.shape, x.stride(), x.dtype, x.device, x.requires_grad)
+
+
+@pytest.mark.parametrize("name,call", FAST_FORMS, ids=[name for name, _ in FAST_FORMS])
+def test_fast_forms_equal_the_general_path_and_have_torchs_layout(name, call, monkeypatch) -> None:
+    expected_layout = _described(call(gen()))  # torch's own function
+    with detnoise.patch_torch():
+        fast = call(gen())
+        # No keyword is "only generator=" any more: every sampler takes its general path.
+        monkeypatch.setattr(_samplers, "_GENERATOR_ONLY", frozenset())
+        general = call(gen())
+    assert _described(fast) == _described(general) == expected_layout
+    assert_bits_equal(fast, general)
+
+
+@pytest.mark.parametrize("name,call", FAST_FORMS, ids=[name for name, _ in FAST_FORMS])
+def test_fast_forms_skip_the_general_argument_handling(name, call, monkeypatch) -> None:
+    """The cost budget rests on these forms not reaching the general path (benchmarks/NOTES.md)."""
+    def general(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    for helper in ("_plan_factory", "_randint_arguments", "_normal_tensors", "_like_target", "_in_place",
+                   "_raise_like_torch"):
+        monkeypatch.setattr(_samplers, helper, general)
+    with detnoise.patch_torch():
+        call(gen())

@@ -326,4 +326,4 @@ def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, gen
         result = torch.argmin(keys, dim=-1)
     else:
         result = torch.sort(keys[:, 0, :], dim=-1, stable=True).indices[:, :samples]
-    return result.reshape(*probs.shape[:-1], samples)
+    return result.reshape(*probs.shape[:-1], samples).contiguous()  # torch's result is contiguous

@@ -42,6 +42,14 @@ __all__ = [
 ]
 
 _FLOATS = frozenset(_native.FLOAT_DTYPES)
+# Fast paths: each sampler first tries its common call (positional arguments of exact Python types,
+# ``generator=`` the only keyword, a CPU/CUDA tensor that needs none of torch's in-place checks)
+# with no argument handling beyond what that form needs; anything else, errors included, takes the
+# general path below it, which applies all of torch's rules.
+_GENERATOR_ONLY = frozenset(("generator",))
+_NUMBER_TYPES = (int, float)  # exact types: bool, numpy and tensor scalars take the general path
+_SIZE_TYPE_SET = frozenset((tuple, list, torch.Size))
+_INT64_MIN, _INT64_END = -(1 << 63), 1 << 63
 _ARGUMENT_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, NotImplementedError, OverflowError)
 _SIZE_TYPES = (tuple, list, torch.Size)
 _CPU = torch.device("cpu")
@@ -106,6 +114,14 @@ def _value_range(dtype: torch.dtype) -> tuple[float, float]:
             known = (info.min, info.max)
         _VALUE_RANGES[dtype] = known
     return known
+
+
+def _int64(value: Any) -> int:
+    """An integer bound as torch parses it: an int64 (torch refuses 2**63 and beyond)."""
+    value = int(value)
+    if not _INT64_MIN <= value < _INT64_END:
+        raise OverflowError(f"integer bound {value} does not fit in int64")
+    return value
 
 
 def _check_integer_range(dtype: torch.dtype, low: int, high: int, function: str) -> None:
@@ -283,11 +299,17 @@ def _randint_arguments(args: tuple, kwargs: dict) -> tuple[int, int, Any]:
     for value in (low, high):
         if isinstance(value, bool):
             raise TypeError("randint(): low and high must be ints, got bool")
-    return int(low), int(high), sizes[0]
+    return _int64(low), _int64(high), sizes[0]
 
 
 def randint(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # randint([low,] high, size)
+            low, high, size = args if len(args) == 3 else (0, *args)
+            if (type(low) is int and type(high) is int and type(size) in _SIZE_TYPE_SET
+                    and _INT64_MIN <= low < high < _INT64_END):
+                return integer_values(tuple(size), torch.int64, None, kwargs.get("generator"), "randint", low,
+                                      high - low)
         low, high, size = _randint_arguments(args, kwargs)
         plan = _plan_factory("randint", (size,), kwargs, torch.int64, frozenset(("low", "high", "size")))
         if plan.dtype.is_complex:
@@ -302,6 +324,8 @@ def randint(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Te
 
 def randperm(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        if kwargs.keys() <= _GENERATOR_ONLY and len(args) == 1 and type(args[0]) is int and args[0] >= 0:
+            return permutation_values(args[0], torch.int64, None, kwargs.get("generator"), "randperm")
         if len(args) + ("n" in kwargs) != 1:
             raise TypeError("randperm() takes one size n")
         n = args[0] if args else kwargs["n"]
@@ -325,7 +349,32 @@ _NORMAL_NAMES = ("mean", "std", "size")
 _NORMAL_NAME_SET = frozenset(_NORMAL_NAMES)
 
 
+def _normal_fast(args: tuple, generator: Any) -> Optional[torch.Tensor]:
+    """normal(mean, std, size) with numbers, and normal(Tensor, Tensor) of one shape and dtype on
+    one CPU/CUDA device; None: the general path."""
+    mean, std = args[0], args[1]
+    if len(args) == 3:
+        if type(mean) in _NUMBER_TYPES and type(std) in _NUMBER_TYPES and type(args[2]) in _SIZE_TYPE_SET:
+            dtype = torch.get_default_dtype()
+            if dtype in _FLOATS:
+                return normal_values(tuple(args[2]), dtype, None, generator, "normal", mean, std)
+    elif (type(mean) is torch.Tensor and type(std) is torch.Tensor and mean.dtype in _FLOATS
+          and mean.dtype is std.dtype and mean.shape == std.shape and (mean.is_cpu or mean.is_cuda)):
+        device = mean.device
+        if device == std.device:
+            return normal_values(tuple(mean.shape), mean.dtype, device, generator, "normal", mean, std)
+    return None
+
+
 def normal(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:
+        try:
+            fast = _normal_fast(args, kwargs.get("generator"))
+        except _ARGUMENT_ERRORS as error:
+            _raise_like_torch(original, args, kwargs, error)
+            raise
+        if fast is not None:
+            return fast
     given = dict(zip(_NORMAL_NAMES, args))
     if kwargs:
         given.update({key: kwargs[key] for key in _NORMAL_NAMES if key in kwargs})
@@ -389,6 +438,11 @@ def _result(values: torch.Tensor, device: torch.device, out: Optional[torch.Tens
 
 def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        if kwargs.keys() <= _GENERATOR_ONLY and 1 <= len(args) <= 2:  # bernoulli(input[, p])
+            source = args[0]
+            if type(source) is torch.Tensor and source.dtype in _FLOATS and (source.is_cpu or source.is_cuda):
+                return bernoulli_values(tuple(source.shape), source.dtype, source.device, kwargs.get("generator"),
+                                        "bernoulli", args[-1])
         source = args[0] if args else kwargs["input"]
         p = args[1] if len(args) > 1 else kwargs.get("p", source)
         generator, out = kwargs.get("generator"), kwargs.get("out")
@@ -408,6 +462,11 @@ def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
 
 def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # multinomial(input, n[, replacement])
+            probs = args[0]
+            if type(probs) is torch.Tensor and (probs.is_cpu or probs.is_cuda):
+                replacement = bool(args[2]) if len(args) == 3 else False
+                return multinomial_values(probs, args[1], replacement, kwargs.get("generator"), "multinomial")
         names = ("input", "num_samples", "replacement")
         given = dict(zip(names, args))
         given.update({key: kwargs[key] for key in names if key in kwargs})
@@ -491,6 +550,17 @@ def rand_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
 
 def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
     try:
+        if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # randint_like(input, [low,] high)
+            source, low, high = args if len(args) == 3 else (args[0], 0, args[1])
+            if (type(source) is torch.Tensor and type(low) is int and type(high) is int
+                    and _INT64_MIN <= low and high < _INT64_END and source.layout == torch.strided and (source.is_cpu or source.is_cuda)
+                    and not source.dtype.is_complex):
+                _check_integer_range(source.dtype, low, high, "randint_like")
+                values = integer_values(tuple(source.shape), source.dtype, source.device, kwargs.get("generator"),
+                                        "randint_like", low, high - low)
+                if values.stride() == source.stride():  # empty_like(source) has these strides too
+                    return values
+                return torch.empty_like(source).copy_(values)
         target, numbers = _like_target("randint_like", args, kwargs, 2)
         if "high" in kwargs:
             low, high = kwargs.get("low", numbers[0] if numbers else 0), kwargs["high"]
@@ -500,7 +570,7 @@ def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> tor
             low, high = kwargs.get("low", 0), numbers[0]
         else:
             raise TypeError("randint_like() missing its high bound")
-        low, high = int(low), int(high)
+        low, high = _int64(low), _int64(high)
         if target.dtype.is_complex:
             raise RuntimeError(f"randint_like: dtype {target.dtype} is not supported")
         _check_integer_range(target.dtype, low, high, "randint_like")
@@ -539,6 +609,14 @@ def _in_place(original: Callable[..., Any], function: str, self: torch.Tensor, a
     except _ARGUMENT_ERRORS as error:
         _raise_like_torch(original, args, kwargs, error, self=self)
         raise
+
+
+def _plain_in_place(self: Any, kwargs: dict) -> bool:
+    """Whether ``self.<method>_(..., [generator=])`` needs none of torch's in-place checks: a plain
+    CPU/CUDA tensor that autograd does not track and that is not an inference tensor (the methods'
+    fast paths; anything else takes :func:`_in_place`)."""
+    return (kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor and (self.is_cpu or self.is_cuda)
+            and not self.requires_grad and not self.is_inference())
 
 
 _IN_PLACE_KEYS = {
@@ -587,6 +665,16 @@ def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any
 
 
 def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if len(args) <= 1 and _plain_in_place(self, kwargs):  # x.exponential_([lambd])
+        lambd = args[0] if args else 1.0
+        if type(lambd) in _NUMBER_TYPES and lambd > 0 and self.dtype in _FLOATS:
+            try:
+                return self.copy_(exponential_values(tuple(self.shape), self.dtype, self.device,
+                                                     kwargs.get("generator"), "exponential_", lambd))
+            except _ARGUMENT_ERRORS as error:
+                _raise_like_torch(original, args, kwargs, error, self=self)
+                raise
+
     def fill(device: Optional[torch.device]) -> None:
         (lambd,) = _named(args, kwargs, ("lambd",), (1.0,))
         if not _is_number(lambd):
@@ -601,6 +689,14 @@ def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args:
 
 
 def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if len(args) <= 1 and _plain_in_place(self, kwargs) and not self.dtype.is_complex:  # x.bernoulli_([p])
+        try:
+            return self.copy_(bernoulli_values(tuple(self.shape), self.dtype, self.device, kwargs.get("generator"),
+                                               "bernoulli_", args[0] if args else 0.5))
+        except _ARGUMENT_ERRORS as error:
+            _raise_like_torch(original, args, kwargs, error, self=self)
+            raise
+
     def fill(device: Optional[torch.device]) -> None:
         (p,) = _named(args, kwargs, ("p",), (0.5,))
         if self.dtype.is_complex:
@@ -621,6 +717,18 @@ def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
 
 
 def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if len(args) <= 2 and _plain_in_place(self, kwargs) and not self.dtype.is_complex:  # x.random_([[from,] to])
+        low, high = args if len(args) == 2 else (0, *args) if args else _default_integer_range(self.dtype)
+        if type(low) is int and type(high) is int and (not args or (_INT64_MIN <= low and high < _INT64_END)):
+            try:
+                if args:
+                    _check_integer_range(self.dtype, low, high, "random_")
+                return self.copy_(integer_values(tuple(self.shape), self.dtype, self.device, kwargs.get("generator"),
+                                                 "random_", low, high - low))
+            except _ARGUMENT_ERRORS as error:
+                _raise_like_torch(original, args, kwargs, error, self=self)
+                raise
+
     def fill(device: Optional[torch.device]) -> None:
         dtype = self.dtype
         if dtype.is_complex:
@@ -638,7 +746,7 @@ def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any,
                 high = _default_integer_range(dtype)[1]
             if not (_is_number(low) and _is_number(high)):
                 raise TypeError("random_: from and to must be ints")
-            low, high = int(low), int(high)
+            low, high = _int64(low), _int64(high)
             _check_integer_range(dtype, low, high, "random_")
         self.copy_(integer_values(tuple(self.shape), dtype, device, kwargs.get("generator"), "random_", low, high - low))
 

@@ -85,9 +85,9 @@ def _rebound(name: str, sampler: Callable[..., Any]) -> Callable[..., Any]:
     def patched(*args: Any, **kwargs: Any) -> Any:
         if _is_compiling():
             return eager(*args, **kwargs)
-        # covered(), written out: one Python frame less on every patched call.
+        # covered(), written out (and _covers' first test): one or two Python frames less per call.
         original = _ORIGINAL[name]
-        if not _covers(kwargs.get("generator")):
+        if not _full_holders and not _covers(kwargs.get("generator")):
             return original(*args, **kwargs)
         return sampler(original, *args, **kwargs)
 
