@@ -131,7 +131,7 @@ def test_scaled_words_is_the_exact_multiply_shift() -> None:
     hi = torch.tensor([w >> 32 for w in words], dtype=torch.int64)
     lo = torch.tensor([w & 0xFFFFFFFF for w in words], dtype=torch.int64)
     for span in [1, 2, 3, 10, 2**31 - 1, 2**31, 2**32 + 7, 2**40 + 3, 2**62 + 12345, 2**63]:
-        got = _kinds.scaled_words(hi, lo, span).tolist()
+        got = _kinds.scaled_words(hi.clone(), lo.clone(), span).tolist()  # it may overwrite its inputs
         assert got == [(w * span) >> 64 for w in words], span
 
 

@@ -116,6 +116,21 @@ def _value_range(dtype: torch.dtype) -> tuple[float, float]:
     return known
 
 
+def _exact_integer_ranges() -> dict[torch.dtype, tuple[int, int]]:
+    """dtype -> [least, greatest + 1] of the integers it holds exactly, for the integer kinds' fast
+    paths: a range inside it needs neither torch's refusal nor its precision warning."""
+    ranges = {dtype: (-(1 << digits), (1 << digits) + 1) for dtype, digits in _DIGITS.items()}
+    ranges[torch.bool] = (0, 2)
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+        info = torch.iinfo(dtype)
+        ranges[dtype] = (info.min, info.max + 1)
+    return ranges
+
+
+_EXACT_INTEGERS = _exact_integer_ranges()
+_REAL_DTYPES = frozenset(_EXACT_INTEGERS)  # every dtype but the complex ones (bernoulli_'s)
+
+
 def _int64(value: Any) -> int:
     """An integer bound as torch parses it: an int64 (torch refuses 2**63 and beyond)."""
     value = int(value)
@@ -552,10 +567,9 @@ def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> tor
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # randint_like(input, [low,] high)
             source, low, high = args if len(args) == 3 else (args[0], 0, args[1])
-            if (type(source) is torch.Tensor and type(low) is int and type(high) is int
-                    and _INT64_MIN <= low and high < _INT64_END and source.layout == torch.strided and (source.is_cpu or source.is_cuda)
-                    and not source.dtype.is_complex):
-                _check_integer_range(source.dtype, low, high, "randint_like")
+            exact = _EXACT_INTEGERS.get(source.dtype) if type(source) is torch.Tensor else None
+            if (exact is not None and type(low) is int and type(high) is int and exact[0] <= low < high <= exact[1]
+                    and high < _INT64_END and source.layout == torch.strided and (source.is_cpu or source.is_cuda)):
                 values = integer_values(tuple(source.shape), source.dtype, source.device, kwargs.get("generator"),
                                         "randint_like", low, high - low)
                 if values.stride() == source.stride():  # empty_like(source) has these strides too
@@ -611,14 +625,6 @@ def _in_place(original: Callable[..., Any], function: str, self: torch.Tensor, a
         raise
 
 
-def _plain_in_place(self: Any, kwargs: dict) -> bool:
-    """Whether ``self.<method>_(..., [generator=])`` needs none of torch's in-place checks: a plain
-    CPU/CUDA tensor that autograd does not track and that is not an inference tensor (the methods'
-    fast paths; anything else takes :func:`_in_place`)."""
-    return (kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor and (self.is_cpu or self.is_cuda)
-            and not self.requires_grad and not self.is_inference())
-
-
 _IN_PLACE_KEYS = {
     "normal_": frozenset(("mean", "std", "generator")),
     "uniform_": frozenset(("from", "to", "generator")),
@@ -665,7 +671,8 @@ def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any
 
 
 def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if len(args) <= 1 and _plain_in_place(self, kwargs):  # x.exponential_([lambd])
+    if (len(args) <= 1 and kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor  # x.exponential_([lambd])
+            and not self.requires_grad and (self.is_cpu or self.is_cuda) and not self.is_inference()):
         lambd = args[0] if args else 1.0
         if type(lambd) in _NUMBER_TYPES and lambd > 0 and self.dtype in _FLOATS:
             try:
@@ -689,7 +696,9 @@ def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args:
 
 
 def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if len(args) <= 1 and _plain_in_place(self, kwargs) and not self.dtype.is_complex:  # x.bernoulli_([p])
+    if (len(args) <= 1 and kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor  # x.bernoulli_([p])
+            and not self.requires_grad and (self.is_cpu or self.is_cuda) and not self.is_inference()
+            and self.dtype in _REAL_DTYPES):
         try:
             return self.copy_(bernoulli_values(tuple(self.shape), self.dtype, self.device, kwargs.get("generator"),
                                                "bernoulli_", args[0] if args else 0.5))
@@ -716,18 +725,24 @@ def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
     return 0, int(_value_range(dtype)[1]) + 1
 
 
+_DEFAULT_INTEGER_RANGES = {dtype: _default_integer_range(dtype) for dtype in _EXACT_INTEGERS}
+
+
 def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if len(args) <= 2 and _plain_in_place(self, kwargs) and not self.dtype.is_complex:  # x.random_([[from,] to])
-        low, high = args if len(args) == 2 else (0, *args) if args else _default_integer_range(self.dtype)
-        if type(low) is int and type(high) is int and (not args or (_INT64_MIN <= low and high < _INT64_END)):
-            try:
-                if args:
-                    _check_integer_range(self.dtype, low, high, "random_")
-                return self.copy_(integer_values(tuple(self.shape), self.dtype, self.device, kwargs.get("generator"),
-                                                 "random_", low, high - low))
-            except _ARGUMENT_ERRORS as error:
-                _raise_like_torch(original, args, kwargs, error, self=self)
-                raise
+    if (len(args) <= 2 and kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor  # x.random_([[from,] to])
+            and not self.requires_grad and (self.is_cpu or self.is_cuda) and not self.is_inference()):
+        dtype = self.dtype
+        exact = _EXACT_INTEGERS.get(dtype)
+        if exact is not None:
+            low, high = args if len(args) == 2 else (0, *args) if args else _DEFAULT_INTEGER_RANGES[dtype]
+            if (type(low) is int and type(high) is int and exact[0] <= low < high <= exact[1]
+                    and (not args or high < _INT64_END)):
+                try:
+                    return self.copy_(integer_values(tuple(self.shape), dtype, self.device, kwargs.get("generator"),
+                                                     "random_", low, high - low))
+                except _ARGUMENT_ERRORS as error:
+                    _raise_like_torch(original, args, kwargs, error, self=self)
+                    raise
 
     def fill(device: Optional[torch.device]) -> None:
         dtype = self.dtype

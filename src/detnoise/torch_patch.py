@@ -63,7 +63,11 @@ from detnoise._kinds import (  # noqa: F401  (the kinds' former home: names kept
 __all__ = ["TorchPatch", "patch_torch", "unpatch_torch", "is_torch_patched", "diffusers_scope", "PATCHED"]
 
 _ORIGINAL: dict[str, Any] = {}  # name -> torch's own object, while the patch is installed
-_is_compiling = torch.compiler.is_compiling
+# Whether dynamo is tracing the call (it folds this to True there; in eager it is one call that
+# returns False, where torch.compiler.is_compiling first calls torch.jit.is_scripting: every
+# patched call pays this, cold after a large draw). Other tracing (non-strict export) runs the same
+# code either way.
+_is_compiling = getattr(torch.compiler, "is_dynamo_compiling", torch.compiler.is_compiling)
 
 
 def _rebound(name: str, sampler: Callable[..., Any]) -> Callable[..., Any]:
