@@ -5,10 +5,13 @@ Three tables, all measured in this process and printed with medians and spreads:
 1. ``functions``: every covered function (``*_like`` forms and ``Tensor.*_`` methods included) at
    sizes from 1 element to an SDXL latent (1, 4, 128, 128): the patched call, the same detnoise
    draw called directly (``detnoise.randn``/``randn_like``/``normal_``/``uniform_`` where detnoise
-   has the function, else the kinds layer ``detnoise._kinds`` that the patch calls), and torch's
-   own function. Patched and direct calls alternate batch by batch; the overhead column is the
-   median of the per-batch differences (patched - direct), with its interquartile range. Budget
-   (issue 17): at most 5 us.
+   has the function, else the kinds layer ``detnoise._kinds`` that the patch calls, given the
+   shape, dtype and device of the call's tensor as the patch reads them), and torch's own
+   function. Patched and direct calls alternate in batches of about 0.5 ms, for ``--seconds`` per
+   row and longer (up to ``--max-seconds``) until the median's 95% confidence interval is at most
+   1 us wide on either side; the overhead column is the median of the per-batch differences
+   (patched - direct), with their interquartile range and that interval. Budget (issue 17): at
+   most 5 us. A control row times the same direct draw on both sides (true overhead 0).
 2. ``generators``: ``detnoise.randn(4)`` with a plain ``torch.Generator`` against a
    ``detnoise.Generator`` (budget: at most 5 us more).
 3. ``first call``: in fresh processes, ``import detnoise``, then the first patched call of each
@@ -17,7 +20,8 @@ Three tables, all measured in this process and printed with medians and spreads:
 The old mechanism comparison (rebinding vs a TorchFunctionMode, on non-draw ops and a tiny
 StableDiffusionPipeline call) runs with ``--mechanism``.
 
-    python benchmarks/patch_overhead.py [--repeats 31] [--quick] [--mechanism] [--threads 1 --clock thread]
+    python benchmarks/patch_overhead.py [--seconds 2] [--max-seconds 20] [--repeats 41] [--quick]
+        [--only randint,normal] [--sizes "1,SDXL latent"] [--mechanism] [--threads 1 --clock thread]
 
 Writes benchmarks/results/patch_overhead_cpu.json.
 """
@@ -40,6 +44,7 @@ from torch.overrides import TorchFunctionMode
 import detnoise
 from detnoise import _kinds, torch_patch
 
+BUDGET_US = 5.0  # issue 17: a patched call costs at most this much more than the direct draw
 SDXL = (1, 4, 128, 128)
 SIZES = {"1": (1,), "64x64": (64, 64), "SDXL latent": SDXL}
 
@@ -80,10 +85,10 @@ def function_cases(shape: tuple[int, ...]) -> dict[str, tuple[Callable, Callable
                                      lambda: _kinds.normal_values(shape, torch.float32, cpu, g, "normal", 0.5, 2.0),
                                      lambda: original["normal"](0.5, 2.0, shape, generator=tg)),
         "torch.normal(tensor, tensor)": (lambda: torch.normal(x, p, generator=g),
-                                         lambda: _kinds.normal_values(shape, torch.float32, cpu, g, "normal", x, p),
+                                         lambda: _kinds.normal_values(tuple(x.shape), x.dtype, x.device, g, "normal", x, p),
                                          lambda: original["normal"](x, p, generator=tg)),
         "torch.bernoulli": (lambda: torch.bernoulli(p, generator=g),
-                            lambda: _kinds.bernoulli_values(shape, torch.float32, cpu, g, "bernoulli", p),
+                            lambda: _kinds.bernoulli_values(tuple(p.shape), p.dtype, p.device, g, "bernoulli", p),
                             lambda: original["bernoulli"](p, generator=tg)),
         "torch.multinomial": (lambda: torch.multinomial(probs, 1, generator=g),
                               lambda: _kinds.multinomial_values(probs, 1, False, g, "multinomial"),
@@ -93,7 +98,7 @@ def function_cases(shape: tuple[int, ...]) -> dict[str, tuple[Callable, Callable
         "torch.rand_like": (lambda: torch.rand_like(x, generator=g), lambda: detnoise.rand_like(x, generator=g),
                             lambda: original["rand_like"](x, generator=tg)),
         "torch.randint_like": (lambda: torch.randint_like(x, 1000, generator=g),
-                               lambda: x.copy_(_kinds.integer_values(shape, torch.float32, cpu, g, "randint_like", 0, 1000)),
+                               lambda: _kinds.integer_values(tuple(x.shape), x.dtype, x.device, g, "randint_like", 0, 1000),
                                lambda: original["randint_like"](x, 1000, generator=tg)),
         "Tensor.normal_()": (lambda: x.normal_(generator=g), lambda: detnoise.normal_(x, generator=g),
                              lambda: original["Tensor.normal_"](x, generator=tg)),
@@ -103,14 +108,20 @@ def function_cases(shape: tuple[int, ...]) -> dict[str, tuple[Callable, Callable
                                   lambda: detnoise.uniform_(x, -1.0, 1.0, generator=g),
                                   lambda: original["Tensor.uniform_"](x, -1.0, 1.0, generator=tg)),
         "Tensor.random_(a, b)": (lambda: x.random_(0, 1000, generator=g),
-                                 lambda: x.copy_(_kinds.integer_values(shape, torch.float32, cpu, g, "random_", 0, 1000)),
+                                 lambda: x.copy_(_kinds.integer_values(tuple(x.shape), x.dtype, x.device, g, "random_", 0, 1000)),
                                  lambda: original["Tensor.random_"](x, 0, 1000, generator=tg)),
         "Tensor.bernoulli_(p)": (lambda: x.bernoulli_(0.5, generator=g),
-                                 lambda: x.copy_(_kinds.bernoulli_values(shape, torch.float32, cpu, g, "bernoulli_", 0.5)),
+                                 lambda: x.copy_(_kinds.bernoulli_values(tuple(x.shape), x.dtype, x.device, g, "bernoulli_", 0.5)),
                                  lambda: original["Tensor.bernoulli_"](x, 0.5, generator=tg)),
         "Tensor.exponential_()": (lambda: x.exponential_(generator=g),
-                                  lambda: x.copy_(_kinds.exponential_values(shape, torch.float32, cpu, g, "exponential_")),
+                                  lambda: x.copy_(_kinds.exponential_values(tuple(x.shape), x.dtype, x.device, g, "exponential_")),
                                   lambda: original["Tensor.exponential_"](x, generator=tg)),
+        # The estimator's own error: the same direct draw on both sides, so the true overhead is 0
+        # (the draw with the largest per-call noise).
+        "control: randint direct twice": (
+            lambda: _kinds.integer_values(shape, torch.int64, cpu, g, "randint", 0, 1000),
+            lambda: _kinds.integer_values(shape, torch.int64, cpu, g, "randint", 0, 1000),
+            lambda: original["randint"](0, 1000, shape, generator=tg)),
     }
 
 
@@ -135,32 +146,76 @@ def quartiles(samples: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(samples), q[2]
 
 
-def measure_functions(repeats: int, sizes: dict[str, tuple[int, ...]]) -> list[dict]:
+def median_interval(samples: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median: the order statistics
+    (n - 1.96 sqrt(n)) / 2 places in from each end (the sign test's interval)."""
+    ordered = sorted(samples)
+    k = max(0, int((len(ordered) - 1.96 * len(ordered) ** 0.5) / 2))
+    return ordered[k], ordered[len(ordered) - 1 - k]
+
+
+PRECISION_US = 1.0  # a row runs on past --seconds until its median is known to within this
+
+
+def precise_enough(overhead: list[float]) -> bool:
+    low, high = median_interval(overhead)
+    median = statistics.median(overhead)
+    return max(median - low, high - median) * 1e6 <= PRECISION_US
+
+
+def paired(patched: Callable[[], Any], direct: Callable[[], Any], own: Callable[[], Any], seconds: float,
+           max_seconds: float, min_pairs: int) -> tuple[dict[str, list[float]], int]:
+    """Batches of about 0.5 ms (one call at the SDXL latent), patched and direct back to back in
+    alternating order, then torch's own; rounds for ``seconds`` (at least ``min_pairs``), then on
+    until the median's interval is within PRECISION_US or ``max_seconds`` have passed. The
+    per-call noise of the large draws (memory traffic on a shared VM, tens of us) is independent
+    from call to call, so the interval narrows as 1/sqrt(rounds)."""
+    inner = inner_count(direct, 5e-4)
+    runs: dict[str, list[float]] = {"patched": [], "direct": [], "torch": [], "overhead": []}
+    start = time.perf_counter()
+    repeat = 0
+    while True:
+        elapsed = time.perf_counter() - start
+        if repeat >= min_pairs and elapsed >= seconds and (
+                elapsed >= max_seconds or (repeat % 64 == 0 and precise_enough(runs["overhead"]))):
+            break
+        # Alternate the order so that drift and cache effects fall on both sides alike.
+        order = (patched, direct) if repeat % 2 == 0 else (direct, patched)
+        first, second = batch(order[0], inner), batch(order[1], inner)
+        p, d = (first, second) if repeat % 2 == 0 else (second, first)
+        runs["patched"].append(p)
+        runs["direct"].append(d)
+        runs["overhead"].append(p - d)
+        runs["torch"].append(batch(own, inner))
+        repeat += 1
+    return runs, inner
+
+
+def measure_functions(seconds: float, max_seconds: float, min_pairs: int,
+                      sizes: dict[str, tuple[int, ...]], only: list[str]) -> list[dict]:
     rows = []
     for size_label, shape in sizes.items():
         cases = function_cases(shape)
         for name, (patched, direct, own) in cases.items():
+            if only and not any(part in name for part in only):
+                continue
             with detnoise.patch_torch():
-                inner = inner_count(direct)
-                runs: dict[str, list[float]] = {"patched": [], "direct": [], "torch": [], "overhead": []}
-                for repeat in range(repeats):
-                    # Alternate the order so that drift and cache effects fall on both sides alike.
-                    order = (patched, direct) if repeat % 2 == 0 else (direct, patched)
-                    first, second = batch(order[0], inner), batch(order[1], inner)
-                    p, d = (first, second) if repeat % 2 == 0 else (second, first)
-                    runs["patched"].append(p)
-                    runs["direct"].append(d)
-                    runs["overhead"].append(p - d)
-                    runs["torch"].append(batch(own, inner))
-            row = {"function": name, "size": size_label, "numel": numel(shape), "inner": inner}
+                runs, inner = paired(patched, direct, own, seconds, max_seconds, min_pairs)
+            row = {"function": name, "size": size_label, "numel": numel(shape), "inner": inner,
+                   "rounds": len(runs["overhead"])}
             for key, samples in runs.items():
                 low, median, high = quartiles(samples)
                 row[key] = {"median_us": median * 1e6, "q1_us": low * 1e6, "q3_us": high * 1e6}
+            ci_low, ci_high = median_interval(runs["overhead"])
+            row["overhead"]["ci95_us"] = [ci_low * 1e6, ci_high * 1e6]
+            row["within_budget"] = row["overhead"]["median_us"] <= BUDGET_US
             rows.append(row)
+            o = row["overhead"]
             print(f"  {name:30s} {size_label:12s} patched {row['patched']['median_us']:9.2f}  direct "
-                  f"{row['direct']['median_us']:9.2f}  overhead {row['overhead']['median_us']:7.2f} "
-                  f"[{row['overhead']['q1_us']:.2f}, {row['overhead']['q3_us']:.2f}]  torch {row['torch']['median_us']:9.2f}",
-                  flush=True)
+                  f"{row['direct']['median_us']:9.2f}  overhead {o['median_us']:7.2f} "
+                  f"[IQR {o['q1_us']:.2f}, {o['q3_us']:.2f}; 95% CI {ci_low * 1e6:.2f}, {ci_high * 1e6:.2f}] "
+                  f"n {row['rounds']:5d}  torch {row['torch']['median_us']:9.2f}"
+                  f"{'' if row['within_budget'] else '  OVER BUDGET'}", flush=True)
     return rows
 
 
@@ -331,8 +386,15 @@ def measure_mechanisms(repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--repeats", type=int, default=41,
+                        help="least rounds per row; the generator and mechanism tables' rounds")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="least time per row of the functions table (its rounds: as many as fit, at least --repeats)")
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help=f"most time per row, spent while the median's 95%% interval is wider than +-{PRECISION_US} us")
     parser.add_argument("--quick", action="store_true", help="sizes 1 and SDXL latent only, no first-call table")
+    parser.add_argument("--only", default="", help="comma-separated parts of function names: only those rows")
+    parser.add_argument("--sizes", default="", help="comma-separated size labels (1, 64x64, 'SDXL latent'): only those")
     parser.add_argument("--mechanism", action="store_true", help="also rebinding vs TorchFunctionMode")
     parser.add_argument("--threads", type=int, default=0, help="torch and detnoise threads (0: leave as they are)")
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
@@ -347,16 +409,22 @@ def main() -> None:
         CLOCK = time.thread_time
     load_before = os.getloadavg()
     print(f"device: cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), torch threads "
-          f"{torch.get_num_threads()}, detnoise threads {detnoise.get_num_threads()}, repeats {args.repeats}, "
+          f"{torch.get_num_threads()}, detnoise threads {detnoise.get_num_threads()}, repeats {args.repeats}, seconds per row {args.seconds} to {args.max_seconds}, "
           f"clock {args.clock}, torch {torch.__version__}, load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
-    sizes = {k: v for k, v in SIZES.items() if not args.quick or k != "64x64"}
+    sizes = {k: v for k, v in SIZES.items() if (not args.quick or k != "64x64")
+             and (not args.sizes or k in args.sizes.split(","))}
     results: dict[str, Any] = {
         "device": "cpu", "processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "detnoise_threads": detnoise.get_num_threads(),
-        "repeats": args.repeats, "clock": args.clock, "torch": torch.__version__, "load_average_before": load_before,
+        "repeats": args.repeats, "seconds_per_row": [args.seconds, args.max_seconds], "clock": args.clock, "torch": torch.__version__, "load_average_before": load_before,
     }
-    print("\nper call, us: patched | detnoise direct | overhead = median of per-batch (patched - direct) [IQR] | torch")
-    results["functions"] = measure_functions(args.repeats, sizes)
+    print("\nper call, us: patched | detnoise direct | overhead = median of per-batch (patched - direct) "
+          "[IQR; 95% CI of the median] | rounds | torch")
+    results["functions"] = measure_functions(args.seconds, args.max_seconds, args.repeats, sizes,
+                                             [part for part in args.only.split(",") if part])
+    over = [f"{row['function']} at {row['size']}" for row in results["functions"] if not row["within_budget"]]
+    print(f"\nbudget: overhead median at most {BUDGET_US} us: "
+          + ("held in every row" if not over else f"exceeded in {len(over)} rows: {', '.join(over)}"))
     print("\nplain torch.Generator vs detnoise.Generator")
     results["generators"] = measure_generators(args.repeats)
     if not args.quick:

@@ -147,6 +147,19 @@ def test_multinomial() -> None:
     assert 1 not in drawn[0].tolist() and 1 not in repeated.tolist()  # zero weight: never drawn
 
 
+def test_multinomial_single_sample_is_the_first_of_the_sorted_keys() -> None:
+    """One sample without replacement is the least (key, index): found without sorting the keys."""
+    rows = torch.rand(5, 40, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    rows[:, ::3] = 0.0
+    with detnoise.patch_torch():
+        drawn = torch.multinomial(rows, 1, generator=gen())
+        # Every key +inf (X / p overflows): the tie goes to the first index, as in the sorted order.
+        tied = torch.multinomial(torch.full((2, 6), 1e-320, dtype=torch.float64), 1, generator=gen())
+    assert drawn.shape == (5, 1) and drawn.is_contiguous()
+    assert drawn.tolist() == reference.multinomial(rows.tolist(), 1, False, SEED)
+    assert tied.tolist() == [[0], [0]]
+
+
 def test_like_forms_keep_layout_and_values() -> None:
     source = torch.empty(2, 3, 4, 5).to(memory_format=torch.channels_last)
     with detnoise.patch_torch():

@@ -340,7 +340,7 @@ def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, gen
     pairs = _native_draw(KIND_NORMAL, (count, rounds, categories, 2), torch.float64, probs.device, generator,
                          function, default)
     keys = _standard_exponentials(pairs) / rows[:, None, :]
-    if replacement:
+    if replacement or samples == 1:  # each sample the first index of the least key (no sort for one)
         result = torch.argmin(keys, dim=-1)
     else:
         result = torch.sort(keys[:, 0, :], dim=-1, stable=True).indices[:, :samples]

@@ -373,11 +373,10 @@ def _normal_fast(args: tuple, generator: Any) -> Optional[torch.Tensor]:
             dtype = torch.get_default_dtype()
             if dtype in _FLOATS:
                 return normal_values(tuple(args[2]), dtype, None, generator, "normal", mean, std)
-    elif (type(mean) is torch.Tensor and type(std) is torch.Tensor and mean.dtype in _FLOATS
-          and mean.dtype is std.dtype and mean.shape == std.shape and (mean.is_cpu or mean.is_cuda)):
-        device = mean.device
-        if device == std.device:
-            return normal_values(tuple(mean.shape), mean.dtype, device, generator, "normal", mean, std)
+    elif type(mean) is torch.Tensor and type(std) is torch.Tensor and (mean.is_cpu or mean.is_cuda):
+        dtype, shape, device = mean.dtype, mean.shape, mean.device
+        if dtype in _FLOATS and dtype is std.dtype and shape == std.shape and device == std.device:
+            return normal_values(tuple(shape), dtype, device, generator, "normal", mean, std)
     return None
 
 
