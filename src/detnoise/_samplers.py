@@ -1,9 +1,11 @@
 """Layer 2 of the torch patch: torch's sampler signatures over the kinds of ``detnoise._kinds``.
 
-Each function here takes torch's original function first, then exactly the arguments of
-``torch.randn``, ``rand``, ``randint``, ``randperm``, ``normal``, ``bernoulli``, ``multinomial``,
-``randn_like``, ``rand_like``, ``randint_like`` or the ``Tensor.normal_``, ``uniform_``,
-``random_``, ``bernoulli_``, ``exponential_`` methods, and applies torch's rules for sizes, dtypes,
+Each function here takes torch's original function first, then the positional arguments (a tuple)
+and keyword arguments (a dict) of ``torch.randn``, ``rand``, ``randint``, ``randperm``, ``normal``,
+``bernoulli``, ``multinomial``, ``randn_like``, ``rand_like``, ``randint_like``, or ``self`` and
+those of the ``Tensor.normal_``, ``uniform_``, ``random_``, ``bernoulli_``, ``exponential_``
+methods (passed on as the objects the patched call received, not unpacked and packed again), and
+applies torch's rules for sizes, dtypes,
 devices, ``out=``, ``requires_grad`` and memory formats itself (no meta-device dispatch: that cost
 about 1 ms per call and pulled in ``torch._refs`` and ``torch._dynamo``). ``*_like`` outputs are
 ``torch.empty_like`` with the call's options, which is how torch's own ``*_like`` samplers make
@@ -271,7 +273,7 @@ def _standard_draw(kind: int, args: tuple, kwargs: dict) -> Optional[torch.Tenso
     return None
 
 
-def randn(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def randn(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         fast = _standard_draw(_native.KIND_NORMAL, args, kwargs)
         if fast is not None:
@@ -284,7 +286,7 @@ def randn(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tens
         raise  # unreachable: _raise_like_torch always raises
 
 
-def rand(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def rand(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         fast = _standard_draw(_native.KIND_UNIFORM, args, kwargs)
         if fast is not None:
@@ -317,7 +319,7 @@ def _randint_arguments(args: tuple, kwargs: dict) -> tuple[int, int, Any]:
     return _int64(low), _int64(high), sizes[0]
 
 
-def randint(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def randint(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # randint([low,] high, size)
             low, high, size = args if len(args) == 3 else (0, *args)
@@ -337,7 +339,7 @@ def randint(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Te
         raise
 
 
-def randperm(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def randperm(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and len(args) == 1 and type(args[0]) is int and args[0] >= 0:
             return permutation_values(args[0], torch.int64, None, kwargs.get("generator"), "randperm")
@@ -380,7 +382,7 @@ def _normal_fast(args: tuple, generator: Any) -> Optional[torch.Tensor]:
     return None
 
 
-def normal(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def normal(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:
         try:
             fast = _normal_fast(args, kwargs.get("generator"))
@@ -450,7 +452,7 @@ def _result(values: torch.Tensor, device: torch.device, out: Optional[torch.Tens
     return _finish(_Factory(tuple(values.shape), values.dtype, device, out, False, False, generator), values)
 
 
-def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def bernoulli(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and 1 <= len(args) <= 2:  # bernoulli(input[, p])
             source = args[0]
@@ -474,7 +476,7 @@ def bernoulli(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
         raise
 
 
-def multinomial(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def multinomial(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # multinomial(input, n[, replacement])
             probs = args[0]
@@ -538,7 +540,7 @@ def _like_result(target: torch.Tensor, kwargs: dict) -> torch.Tensor:
     return target
 
 
-def randn_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def randn_like(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         target, _ = _like_target("randn_like", args, kwargs, 0)
         _check_float_dtype(target.dtype, "randn_like", complex_ok=True)
@@ -550,7 +552,7 @@ def randn_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch
         raise
 
 
-def rand_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def rand_like(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         target, _ = _like_target("rand_like", args, kwargs, 0)
         _check_float_dtype(target.dtype, "rand_like")
@@ -562,7 +564,7 @@ def rand_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.
         raise
 
 
-def randint_like(original: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+def randint_like(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # randint_like(input, [low,] high)
             source, low, high = args if len(args) == 3 else (args[0], 0, args[1])
@@ -645,7 +647,7 @@ def _named(args: tuple, kwargs: dict, names: tuple[str, ...], defaults: tuple[An
     return values
 
 
-def tensor_normal_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def tensor_normal_(original: Callable[..., Any], self: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
     def fill(device: Optional[torch.device]) -> None:
         mean, std = _named(args, kwargs, ("mean", "std"), (0.0, 1.0))
         if not (_is_number(mean) and _is_number(std)):
@@ -657,7 +659,7 @@ def tensor_normal_(original: Callable[..., Any], self: torch.Tensor, *args: Any,
     return _in_place(original, "normal_", self, args, kwargs, fill)
 
 
-def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
     def fill(device: Optional[torch.device]) -> None:
         low, high = _named(args, kwargs, ("from", "to"), (0.0, 1.0))
         if not (_is_number(low) and _is_number(high)):
@@ -669,7 +671,7 @@ def tensor_uniform_(original: Callable[..., Any], self: torch.Tensor, *args: Any
     return _in_place(original, "uniform_", self, args, kwargs, fill)
 
 
-def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
     if (len(args) <= 1 and kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor  # x.exponential_([lambd])
             and not self.requires_grad and (self.is_cpu or self.is_cuda) and not self.is_inference()):
         lambd = args[0] if args else 1.0
@@ -694,7 +696,7 @@ def tensor_exponential_(original: Callable[..., Any], self: torch.Tensor, *args:
     return _in_place(original, "exponential_", self, args, kwargs, fill)
 
 
-def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def tensor_bernoulli_(original: Callable[..., Any], self: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
     if (len(args) <= 1 and kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor  # x.bernoulli_([p])
             and not self.requires_grad and (self.is_cpu or self.is_cuda) and not self.is_inference()
             and self.dtype in _REAL_DTYPES):
@@ -727,7 +729,7 @@ def _default_integer_range(dtype: torch.dtype) -> tuple[int, int]:
 _DEFAULT_INTEGER_RANGES = {dtype: _default_integer_range(dtype) for dtype in _EXACT_INTEGERS}
 
 
-def tensor_random_(original: Callable[..., Any], self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def tensor_random_(original: Callable[..., Any], self: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
     if (len(args) <= 2 and kwargs.keys() <= _GENERATOR_ONLY and type(self) is torch.Tensor  # x.random_([[from,] to])
             and not self.requires_grad and (self.is_cpu or self.is_cuda) and not self.is_inference()):
         dtype = self.dtype

@@ -72,33 +72,47 @@ _is_compiling = getattr(torch.compiler, "is_dynamo_compiling", torch.compiler.is
 
 def _rebound(name: str, sampler: Callable[..., Any]) -> Callable[..., Any]:
     """What ``torch.<name>`` (or ``torch.Tensor.<name>``) becomes: calls not covered go to torch's
-    original; covered ones to ``sampler(original, ...)``. Under torch.compile the whole call runs
-    eagerly (a graph break): taking blocks is a Python state update that dynamo cannot trace (the
-    custom op of detnoise.ops serves the functional core only)."""
+    original; covered ones to ``sampler(original, args, kwargs)`` (methods: ``sampler(original,
+    self, args, kwargs)``). Under torch.compile the whole call runs eagerly (a graph break): taking
+    blocks is a Python state update that dynamo cannot trace (the custom op of detnoise.ops serves
+    the functional core only)."""
 
     def covered(*args: Any, **kwargs: Any) -> Any:
         original = _ORIGINAL[name]
         if not _covers(kwargs.get("generator")):
             return original(*args, **kwargs)
-        return sampler(original, *args, **kwargs)
+        if method:
+            return sampler(original, args[0], args[1:], kwargs)
+        return sampler(original, args, kwargs)
 
     # Made here, not while dynamo traces: torch 2.4's dynamo fails on the first compiled call
     # otherwise. Lazy: torch._dynamo is imported on the first compiled call, not by the patch.
     eager = _compile.disable(covered)
+    method = name.startswith("Tensor.")
 
+    # covered(), written out (and _covers' first test) in each: the fewer frames and objects a
+    # patched call touches, the less it costs when a large draw has just flushed the CPU caches.
     def patched(*args: Any, **kwargs: Any) -> Any:
         if _is_compiling():
             return eager(*args, **kwargs)
-        # covered(), written out (and _covers' first test): one or two Python frames less per call.
         original = _ORIGINAL[name]
         if not _full_holders and not _covers(kwargs.get("generator")):
             return original(*args, **kwargs)
-        return sampler(original, *args, **kwargs)
+        return sampler(original, args, kwargs)
 
+    def patched_method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _is_compiling():
+            return eager(self, *args, **kwargs)
+        original = _ORIGINAL[name]
+        if not _full_holders and not _covers(kwargs.get("generator")):
+            return original(self, *args, **kwargs)
+        return sampler(original, self, args, kwargs)
+
+    rebound = patched_method if method else patched
     attribute = name.rsplit(".", 1)[-1]
-    patched.__name__ = patched.__qualname__ = attribute
-    patched.__doc__ = f"detnoise's ``{name}`` while the torch patch is active (see ``detnoise.torch_patch``)."
-    return patched
+    rebound.__name__ = rebound.__qualname__ = attribute
+    rebound.__doc__ = f"detnoise's ``{name}`` while the torch patch is active (see ``detnoise.torch_patch``)."
+    return rebound
 
 
 _SAMPLERS: dict[str, Callable[..., Any]] = {
