@@ -12,6 +12,8 @@
 
 #include "cpu/brownian_cpu.h"
 #include "cpu/fill_cpu.h"
+#include "cpu/thread_pool.h"
+#include "detnoise/integers.h"
 #include "detnoise/philox.h"
 #include "detnoise/torch_state.h"
 #ifdef DETNOISE_WITH_CUDA
@@ -62,6 +64,22 @@ void fill_cpu(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t first
     supported = detnoise::fill_cpu(request, num_threads, chosen);
   }
   if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
+}
+
+// SPEC §10.6 on the CPU: `count` drawn 64-bit words at `buffer` become int64 low + floor(W*span/2^64)
+// in place, on up to `num_threads` threads (one per 2^16 elements at most).
+void scale_words_cpu(uintptr_t buffer, uint64_t count, uint64_t span, int64_t low, int num_threads) {
+  if (span < 1 || span > (uint64_t{1} << 63)) throw std::invalid_argument("span must be in [1, 2^63]");
+  if (low > 0 && span > static_cast<uint64_t>(INT64_MAX) - static_cast<uint64_t>(low) + 1)
+    throw std::overflow_error("low + span passes 2^63");
+  if (count == 0) return;
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(buffer);
+  const uint64_t parts = std::max<uint64_t>(1, std::min<uint64_t>(num_threads > 0 ? num_threads : 1, count >> 16));
+  py::gil_scoped_release release;
+  detnoise::parallel_for(parts, [&](uint64_t part) {
+    const uint64_t begin = count * part / parts, end = count * (part + 1) / parts;
+    detnoise::scale_words_in_place(bytes + 8 * begin, end - begin, span, low);
+  });
 }
 
 py::list cpu_paths() {
@@ -356,6 +374,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("brownian_cpu", &brownian_cpu, py::arg("dtype"), py::arg("out"), py::arg("n"), py::arg("seeds"),
         py::arg("depth"), py::arg("sigma_end"), py::arg("sigma"), py::arg("points"), py::arg("num_threads"),
         py::arg("path"), "One Brownian tree query W(t) - W(s) (docs/SPEC.md §9) for rows of n elements.");
+  m.def("scale_words_cpu", &scale_words_cpu, py::arg("buffer"), py::arg("count"), py::arg("span"), py::arg("low"),
+        py::arg("num_threads"), "SPEC 10.6 in place: 64-bit words -> int64 low + floor(W * span / 2^64)");
   m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
   m.def("cuda_versions", &cuda_versions,
         "(driver CUDA version or 0, linked CUDA runtime version or 0, built CUDA architectures or '')");

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import detnoise
-from detnoise import _kinds, _samplers, reference, torch_patch
+from detnoise import _kinds, _native, _samplers, reference, torch_patch
 
 from conftest import assert_bits_equal
 
@@ -133,6 +133,23 @@ def test_scaled_words_is_the_exact_multiply_shift() -> None:
     for span in [1, 2, 3, 10, 2**31 - 1, 2**31, 2**32 + 7, 2**40 + 3, 2**62 + 12345, 2**63]:
         got = _kinds.scaled_words(hi.clone(), lo.clone(), span).tolist()  # it may overwrite its inputs
         assert got == [(w * span) >> 64 for w in words], span
+
+
+@pytest.mark.parametrize("span,low", [(1, 0), (10, -3), (1000, 0), (2**31 - 1, 5), (2**31, -2**40), (2**32 + 7, 0),
+                                      (2**62 + 12345, -2**63), (2**63, 0), (2**63, -2**63), (2**62, 2**62)])
+def test_cpu_integer_kind_equals_the_torch_operations_cuda_uses(span, low) -> None:
+    """The CPU rewrites drawn words in C++ (detnoise/integers.h); CUDA tensors take the torch int64
+    operations of scaled_words: both equal SPEC 10.6's low + floor(W * span / 2^64)."""
+    rng = random.Random(span ^ low)
+    count = (1 << 17) + 3 if span in (10, 2**63) else 4000  # the long ones run on several threads
+    words = [rng.getrandbits(64) for _ in range(count - 5)] + [0, 1, 2**64 - 1, 2**63, 2**32 - 1]
+    as_int64 = torch.tensor([w - (1 << 64) if w >= 1 << 63 else w for w in words], dtype=torch.int64)
+    native = as_int64.clone()
+    _native.scale_words(native, span, low)
+    operations = _kinds.scaled_words(*_kinds._split_words(as_int64.clone()), span) + low
+    expected = [low + ((w * span) >> 64) for w in words]
+    assert native.tolist() == expected
+    assert operations.tolist() == expected
 
 
 def test_multinomial() -> None:

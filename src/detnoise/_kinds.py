@@ -276,11 +276,9 @@ def _joined_words(shape: tuple[int, ...], device: Optional[torch.device], genera
     return words.view(torch.int64).squeeze(-1)  # little-endian: element k = w[2k] | w[2k+1] << 32
 
 
-def _words64(shape: tuple[int, ...], device: Optional[torch.device], generator: Any, function: str,
-             default: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hi, lo): the 32-bit halves, as int64, of :func:`_joined_words`; hi is computed in the drawn
-    words' own memory (fewer temporaries: an SDXL latent's draw streams less through the cache)."""
-    joined = _joined_words(shape, device, generator, function, default)
+def _split_words(joined: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo): the 32-bit halves, as int64, of drawn words (:func:`_joined_words`); hi is computed
+    in the words' own memory (fewer temporaries)."""
     lo = joined & 0xFFFFFFFF
     return joined.bitwise_right_shift_(32).bitwise_and_(0xFFFFFFFF), lo
 
@@ -313,10 +311,13 @@ def integer_values(shape: tuple[int, ...], dtype: torch.dtype, device: Optional[
     """SPEC §10.6: ``low + floor(W * span / 2^64)`` from one 64-bit word per element."""
     if not 1 <= span <= 1 << 63:
         raise RuntimeError(f"{function}: detnoise draws integer ranges of 1 to 2**63 values, got {span}")
-    hi, lo = _words64(shape, device, generator, function, default)
-    values = scaled_words(hi, lo, span)
-    if low:
-        values.add_(low)  # within [low, low + span): no overflow
+    values = _joined_words(shape, device, generator, function, default)
+    if values.is_cpu:  # in place, in C++: one pass over the words, no temporaries
+        _native.scale_words(values, span, low)
+    else:  # the same arithmetic in torch int64 operations (CUDA and other devices)
+        values = scaled_words(*_split_words(values), span)
+        if low:
+            values.add_(low)  # within [low, low + span): no overflow
     return values.to(dtype)
 
 

@@ -206,6 +206,13 @@ def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, fi
         _run_on_device(out, None, None)  # raises the error for this device
 
 
+def scale_words(words: torch.Tensor, span: int, low: int) -> None:
+    """SPEC §10.6 in place on a contiguous CPU int64 tensor of drawn 64-bit words: each becomes
+    ``low + floor(W * span / 2^64)`` (``detnoise/integers.h``)."""
+    threads = _num_threads if _num_threads is not None else torch.get_num_threads()
+    _core.scale_words_cpu(words.data_ptr(), words.numel(), span, low, threads)
+
+
 def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]]) -> None:
     """Fills contiguous ``out`` (shape [len(draws), ...]); row r is the draw at (seed, stream, offset)
     ``draws[r]``. One kernel launch on CUDA (per 96 rows), one native call on the CPU."""
