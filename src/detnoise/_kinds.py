@@ -340,7 +340,7 @@ def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, gen
     rounds = samples if replacement else 1
     pairs = _native_draw(KIND_NORMAL, (count, rounds, categories, 2), torch.float64, probs.device, generator,
                          function, default)
-    keys = _standard_exponentials(pairs) / rows[:, None, :]
+    keys = _standard_exponentials(pairs).div_(rows[:, None, :])  # in place: one temporary less
     if replacement or samples == 1:  # each sample the first index of the least key (no sort for one)
         result = torch.argmin(keys, dim=-1)
     else:

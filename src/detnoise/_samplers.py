@@ -341,7 +341,7 @@ def randint(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Te
 
 def randperm(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
-        if kwargs.keys() <= _GENERATOR_ONLY and len(args) == 1 and type(args[0]) is int and args[0] >= 0:
+        if kwargs.keys() <= _GENERATOR_ONLY and len(args) == 1 and type(args[0]) is int:  # a negative n: SizeError
             return permutation_values(args[0], torch.int64, None, kwargs.get("generator"), "randperm")
         if len(args) + ("n" in kwargs) != 1:
             raise TypeError("randperm() takes one size n")
@@ -479,10 +479,9 @@ def bernoulli(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.
 def multinomial(original: Callable[..., Any], args: tuple, kwargs: dict) -> torch.Tensor:
     try:
         if kwargs.keys() <= _GENERATOR_ONLY and 2 <= len(args) <= 3:  # multinomial(input, n[, replacement])
-            probs = args[0]
-            if type(probs) is torch.Tensor and (probs.is_cpu or probs.is_cuda):
-                replacement = bool(args[2]) if len(args) == 3 else False
-                return multinomial_values(probs, args[1], replacement, kwargs.get("generator"), "multinomial")
+            # multinomial_values checks input and n itself, and its result is on input's device.
+            replacement = bool(args[2]) if len(args) == 3 else False
+            return multinomial_values(args[0], args[1], replacement, kwargs.get("generator"), "multinomial")
         names = ("input", "num_samples", "replacement")
         given = dict(zip(names, args))
         given.update({key: kwargs[key] for key in names if key in kwargs})
