@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 
 import torch
@@ -17,6 +18,7 @@ import detnoise.distributed
 
 
 def main() -> None:
+    faulthandler.dump_traceback_later(100)  # before the test's 120 s timeout: where a hung rank waits
     rank, world_size, init_file, out_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     shape = (6, 10, 7)
@@ -34,6 +36,9 @@ def main() -> None:
         results[name] = {"local": noise.to_local().clone(), "full": noise.full_tensor(), "offset": generator.offset}
     results["rank_rows"] = detnoise.distributed.rank_slice((10, 3, 4), generator=detnoise.Generator(seed=9))
     torch.save(results, out_file)
+    # Every rank past its last collective before any tears gloo down: one CI run of torch 2.4 had
+    # rank 1 hang for 120 s after rank 0 had finished and exited.
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -26,9 +26,22 @@ def test_dtensor_shards_equal_single_process_slices(tmp_path: Path, world_size: 
     outs = [tmp_path / f"rank{r}.pt" for r in range(world_size)]
     procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), str(world_size), str(init), str(outs[r])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world_size)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err[-3000:]
+    except subprocess.TimeoutExpired:
+        # A hung rank: the workers print their stacks after 100 s (faulthandler); show them all.
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        stderr = [proc.communicate()[1] for proc in procs]
+        pytest.fail("a rank hung:\n" + "\n".join(f"rank {r}: {err[-2000:]}" for r, err in enumerate(stderr)))
+    finally:  # no rank outlives the test (its open pipes would fail a later test)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     results = [torch.load(path, weights_only=True) for path in outs]  # torch 2.4 warns without it
     g = detnoise.Generator(seed=2024)
     shape = (6, 10, 7)
