@@ -35,7 +35,7 @@ from detnoise._kinds import (
     permutation_values,
     uniform_values,
 )
-from detnoise._torchargs import _check_writable, _parse_size
+from detnoise._torchargs import _SIZE_TYPES, _check_writable, _parse_size
 
 __all__ = [
     "randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "randn_like", "rand_like",
@@ -50,10 +50,9 @@ _FLOATS = frozenset(_native.FLOAT_DTYPES)
 # general path below it, which applies all of torch's rules.
 _GENERATOR_ONLY = frozenset(("generator",))
 _NUMBER_TYPES = (int, float)  # exact types: bool, numpy and tensor scalars take the general path
-_SIZE_TYPE_SET = frozenset((tuple, list, torch.Size))
 _INT64_MIN, _INT64_END = -(1 << 63), 1 << 63
 _ARGUMENT_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, NotImplementedError, OverflowError)
-_SIZE_TYPES = (tuple, list, torch.Size)
+_SIZE_TYPE_SET = frozenset(_SIZE_TYPES)  # the fast paths' exact-type test
 _CPU = torch.device("cpu")
 _DEFAULT = torch.default_generator  # what generator=None draws from under the patch
 # Significand digits: the integers a float dtype holds exactly are those up to 2**digits.
