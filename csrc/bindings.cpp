@@ -14,6 +14,7 @@
 #include "cpu/fill_cpu.h"
 #include "cpu/thread_pool.h"
 #include "detnoise/integers.h"
+#include "detnoise/orders.h"
 #include "detnoise/philox.h"
 #include "detnoise/torch_state.h"
 #ifdef DETNOISE_WITH_CUDA
@@ -79,6 +80,42 @@ void scale_words_cpu(uintptr_t buffer, uint64_t count, uint64_t span, int64_t lo
   detnoise::parallel_for(parts, [&](uint64_t part) {
     const uint64_t begin = count * part / parts, end = count * (part + 1) / parts;
     detnoise::scale_words_in_place(bytes + 8 * begin, end - begin, span, low);
+  });
+}
+
+// SPEC §10.7 on the CPU: `out` (n int64) = the stable ascending order of the n drawn 64-bit words at
+// `keys`.
+void order_keys_cpu(uintptr_t keys, uint64_t n, uintptr_t out) {
+  if (n > 0 && (keys == 0 || out == 0)) throw std::invalid_argument("buffer address is null");
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::overflow_error("n passes 2^63");
+  py::gil_scoped_release release;
+  detnoise::order_keys(reinterpret_cast<const void*>(keys), n, reinterpret_cast<int64_t*>(out));
+}
+
+// SPEC §10.8's races on the CPU: `pairs` holds (rows, rounds, categories, 2) binary64 normals,
+// `weights` (rows, categories) contiguous float32 (weight_bits 32) or float64 (64); out[q] (int64,
+// rows * rounds) = the winner of race q, on up to `num_threads` threads (one per 2^16 keys at most).
+void race_winners_cpu(uintptr_t pairs, uintptr_t weights, int weight_bits, uint64_t rows, uint64_t rounds,
+                      uint64_t categories, uintptr_t out, int num_threads) {
+  if (weight_bits != 32 && weight_bits != 64) throw std::invalid_argument("weights must be float32 or float64");
+  if (categories == 0) throw std::invalid_argument("a race needs at least one category");
+  const uint64_t races = rows * rounds;
+  if (rounds != 0 && races / rounds != rows) throw std::overflow_error("rows * rounds passes 2^64");
+  if (races == 0) return;
+  if (races > UINT64_MAX / categories / 16) throw std::overflow_error("draw passes 2^64 bytes");
+  if (pairs == 0 || weights == 0 || out == 0) throw std::invalid_argument("buffer address is null");
+  const double* z = reinterpret_cast<const double*>(pairs);
+  int64_t* winners = reinterpret_cast<int64_t*>(out);
+  const uint64_t parts = std::max<uint64_t>(
+      1, std::min<uint64_t>({static_cast<uint64_t>(num_threads > 0 ? num_threads : 1), races, races * categories >> 16}));
+  py::gil_scoped_release release;
+  detnoise::parallel_for(parts, [&](uint64_t part) {
+    const uint64_t first = races * part / parts, last = races * (part + 1) / parts;
+    if (weight_bits == 32) {
+      detnoise::race_winners(z, reinterpret_cast<const float*>(weights), rounds, categories, first, last, winners);
+    } else {
+      detnoise::race_winners(z, reinterpret_cast<const double*>(weights), rounds, categories, first, last, winners);
+    }
   });
 }
 
@@ -376,6 +413,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("path"), "One Brownian tree query W(t) - W(s) (docs/SPEC.md §9) for rows of n elements.");
   m.def("scale_words_cpu", &scale_words_cpu, py::arg("buffer"), py::arg("count"), py::arg("span"), py::arg("low"),
         py::arg("num_threads"), "SPEC 10.6 in place: 64-bit words -> int64 low + floor(W * span / 2^64)");
+  m.def("order_keys_cpu", &order_keys_cpu, py::arg("keys"), py::arg("n"), py::arg("out"),
+        "SPEC 10.7: out = indices of the n drawn 64-bit words in ascending (unsigned word, index) order");
+  m.def("race_winners_cpu", &race_winners_cpu, py::arg("pairs"), py::arg("weights"), py::arg("weight_bits"),
+        py::arg("rows"), py::arg("rounds"), py::arg("categories"), py::arg("out"), py::arg("num_threads"),
+        "SPEC 10.8: the first index of the least X/p of each race");
   m.def("cpu_paths", &cpu_paths, "names of the CPU kernel paths that can run on this machine");
   m.def("cuda_versions", &cuda_versions,
         "(driver CUDA version or 0, linked CUDA runtime version or 0, built CUDA architectures or '')");

@@ -152,6 +152,54 @@ def test_cpu_integer_kind_equals_the_torch_operations_cuda_uses(span, low) -> No
     assert operations.tolist() == expected
 
 
+def _words_as_int64(words: list[int]) -> torch.Tensor:
+    return torch.tensor([w - (1 << 64) if w >= 1 << 63 else w for w in words], dtype=torch.int64)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 33, 1000, (1 << 16) + 3])
+@pytest.mark.parametrize("keys", ["random", "few values", "all equal", "top bits only"])
+def test_cpu_permutation_equals_the_sort_cuda_uses(count, keys) -> None:
+    """The CPU orders drawn words in C++ (detnoise/orders.h: buckets by the top bits, then a stable
+    sort in each, std::sort beyond 32 keys); CUDA tensors take torch's stable sort of the
+    sign-flipped words. Both are SPEC 10.7's ascending (unsigned word, index) order, ties included."""
+    rng = random.Random(count)
+    draw = {"random": lambda: rng.getrandbits(64), "few values": lambda: rng.choice((0, 2**63, 2**64 - 1, 5)),
+            "all equal": lambda: 2**63 + 1, "top bits only": lambda: rng.getrandbits(3) << 61}[keys]
+    words = [draw() for _ in range(count)]
+    native = torch.empty(count, dtype=torch.int64)
+    _native.order_keys(_words_as_int64(words), native)
+    flipped = _words_as_int64(words).bitwise_xor_(-(1 << 63))
+    expected = sorted(range(count), key=lambda k: (words[k], k))
+    assert native.tolist() == expected
+    assert torch.sort(flipped, stable=True).indices.tolist() == expected
+
+
+@pytest.mark.parametrize("weight_dtype", [torch.float64, torch.float32, torch.float16])
+def test_cpu_races_equal_the_argmin_cuda_uses(weight_dtype) -> None:
+    """SPEC 10.8's races (with replacement, or one sample) run in C++ on the CPU; CUDA tensors take
+    torch's exponentials, division and argmin. Same winners, including the edge keys: +inf (p = 0,
+    or X / p overflowing) tied across a row, and NaN (X = +0 with p = 0), which argmin takes first."""
+    rows, rounds, categories = 6, 3, 70
+    rng = torch.Generator().manual_seed(11)
+    pairs = torch.randn(rows, rounds, categories, 2, dtype=torch.float64, generator=rng)
+    weights = torch.rand(rows, categories, dtype=torch.float64, generator=rng).to(weight_dtype)
+    weights[0, ::4] = 0.0  # +inf keys, never least while a finite key remains
+    weights[1] = 0.0  # every key +inf: the first index
+    weights[2, 5:] = torch.finfo(weight_dtype).tiny / 4 if weight_dtype != torch.float16 else 2.0**-24  # overflow ties
+    weights[2, :5] = 0.0
+    weights[3, 9] = 0.0
+    pairs[3, :, 9] = 0.0  # X = +0 over p = 0: NaN
+    pairs[4, 1, 20:30] = pairs[4, 1, 19]  # equal keys: the first index
+    weights[4, 20:30] = weights[4, 19]
+    weights[5] = 1.0
+    native = torch.empty(rows, rounds, dtype=torch.int64)
+    _native.race_winners(pairs, weights if weight_dtype != torch.float16 else weights.double(), native)
+    keys = _kinds._standard_exponentials(pairs.clone()).div_(weights[:, None, :])
+    expected = torch.argmin(keys, dim=-1)
+    assert native.tolist() == expected.tolist()
+    assert native[3].tolist() == [9, 9, 9] and native[1].tolist() == [0, 0, 0]
+
+
 def test_multinomial() -> None:
     probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.25, 0.25, 0.25, 0.25]], dtype=torch.float64)
     with detnoise.patch_torch():
@@ -162,6 +210,19 @@ def test_multinomial() -> None:
     assert again.tolist() == drawn.tolist()  # float32 weights here are exact in float64 too
     assert repeated.tolist() == reference.multinomial([probs[0].tolist()], 6, True, SEED)[0]
     assert 1 not in drawn[0].tolist() and 1 not in repeated.tolist()  # zero weight: never drawn
+
+
+def test_multinomial_races_from_any_weight_layout() -> None:
+    """The C++ races read contiguous float32/float64 weights: float16 and strided inputs are
+    widened or copied first, exactly, and give the reference's samples."""
+    wide = torch.rand(3, 50, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for weights in (wide.half(), wide.bfloat16(), wide.t().contiguous().t(), wide.float()[:, ::2]):
+        as_float64 = weights.double().tolist()
+        with detnoise.patch_torch():
+            one = torch.multinomial(weights, 1, generator=gen())
+            many = torch.multinomial(weights, 4, replacement=True, generator=gen())
+        assert one.tolist() == reference.multinomial(as_float64, 1, False, SEED)
+        assert many.tolist() == reference.multinomial(as_float64, 4, True, SEED)
 
 
 def test_multinomial_single_sample_is_the_first_of_the_sorted_keys() -> None:

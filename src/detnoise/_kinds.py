@@ -327,8 +327,15 @@ def permutation_values(n: int, dtype: torch.dtype, device: Optional[torch.device
                        *, default: Any = torch.default_generator) -> torch.Tensor:
     """SPEC §10.7: indices of the 64-bit keys in ascending unsigned order, ties by index."""
     keys = _joined_words((n,), device, generator, function, default)
+    if keys.is_cpu:  # a bucket sort of the words in C++: no sort temporaries, 5-10x faster
+        order = torch.empty_like(keys)
+        _native.order_keys(keys, order)
+        return order.to(dtype)
     keys.bitwise_xor_(_INT64_MIN)  # flipping the sign bit orders int64 like uint64
     return torch.sort(keys, stable=True).indices.to(dtype)
+
+
+_RACE_WEIGHT_DTYPES = (torch.float32, torch.float64)  # what the C++ races read; others are widened first
 
 
 def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, generator: Any, function: str,
@@ -342,6 +349,11 @@ def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, gen
     rounds = samples if replacement else 1
     pairs = _native_draw(KIND_NORMAL, (count, rounds, categories, 2), torch.float64, probs.device, generator,
                          function, default)
+    if pairs.is_cpu and categories and (replacement or samples == 1):  # the races in C++, no temporaries
+        weights = rows if rows.dtype in _RACE_WEIGHT_DTYPES else rows.double()  # exact either way
+        result = pairs.new_empty((count, rounds), dtype=torch.int64)
+        _native.race_winners(pairs, weights.contiguous(), result)
+        return result.reshape(*probs.shape[:-1], samples)
     keys = _standard_exponentials(pairs).div_(rows[:, None, :])  # binary64 division, in place
     if replacement or samples == 1:  # each sample the first index of the least key (no sort for one)
         result = torch.argmin(keys, dim=-1)

@@ -213,6 +213,24 @@ def scale_words(words: torch.Tensor, span: int, low: int) -> None:
     _core.scale_words_cpu(words.data_ptr(), words.numel(), span, low, threads)
 
 
+def order_keys(keys: torch.Tensor, out: torch.Tensor) -> None:
+    """SPEC §10.7 on the CPU: ``out`` (contiguous int64, one per key) = the indices of ``keys``
+    (contiguous, 64-bit drawn words) in ascending (unsigned word, index) order
+    (``detnoise/orders.h``)."""
+    _core.order_keys_cpu(keys.data_ptr(), keys.numel(), out.data_ptr())
+
+
+def race_winners(pairs: torch.Tensor, weights: torch.Tensor, out: torch.Tensor) -> None:
+    """SPEC §10.8's races on the CPU (``detnoise/orders.h``): ``pairs`` (rows, rounds, categories, 2)
+    contiguous float64 normals, ``weights`` (rows, categories) contiguous float32 or float64, ``out``
+    (rows * rounds, contiguous int64) = each race's first index of the least ``X / p``."""
+    rows, rounds, categories = pairs.shape[:3]
+    threads = _num_threads if _num_threads is not None else torch.get_num_threads()
+    bits = 32 if weights.dtype == torch.float32 else 64
+    _core.race_winners_cpu(pairs.data_ptr(), weights.data_ptr(), bits, rows, rounds, categories, out.data_ptr(),
+                           threads)
+
+
 def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]]) -> None:
     """Fills contiguous ``out`` (shape [len(draws), ...]); row r is the draw at (seed, stream, offset)
     ``draws[r]``. One kernel launch on CUDA (per 96 rows), one native call on the CPU."""
