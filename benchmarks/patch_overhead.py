@@ -7,9 +7,10 @@ Three tables, all measured in this process and printed with medians and spreads:
    draw called directly (``detnoise.randn``/``randn_like``/``normal_``/``uniform_`` where detnoise
    has the function, else the kinds layer ``detnoise._kinds`` that the patch calls, given the
    shape, dtype and device of the call's tensor as the patch reads them), and torch's own
-   function. Patched and direct calls alternate in batches of about 0.5 ms, for ``--seconds`` per
-   row and longer (up to ``--max-seconds``) until the median's 95% confidence interval is at most
-   1 us wide on either side; the overhead column is the median of the per-batch differences
+   function. Patched and direct calls alternate in batches of about 0.5 ms, each round from a new
+   process state (a kept allocation of random size, a random call depth: see ``paired``), for
+   ``--seconds`` per row and longer (up to ``--max-seconds``) until the median's 95% confidence
+   interval is at most 1 us wide on either side; the overhead column is the median of the per-batch differences
    (patched - direct), with their interquartile range and that interval. Budget (issue 17): at
    most 5 us. A control row times the same direct draw on both sides (true overhead 0).
 2. ``generators``: ``detnoise.randn(4)`` with a plain ``torch.Generator`` against a
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -163,15 +165,29 @@ def precise_enough(overhead: list[float]) -> bool:
     return max(median - low, high - median) * 1e6 <= PRECISION_US
 
 
+def at_depth(depth: int, call: Callable[[], Any], inner: int) -> float:
+    """batch(call, inner), run ``depth`` Python frames further down the stack."""
+    return batch(call, inner) if depth == 0 else at_depth(depth - 1, call, inner)
+
+
 def paired(patched: Callable[[], Any], direct: Callable[[], Any], own: Callable[[], Any], seconds: float,
            max_seconds: float, min_pairs: int) -> tuple[dict[str, list[float]], int]:
     """Batches of about 0.5 ms (one call at the SDXL latent), patched and direct back to back in
     alternating order, then torch's own; rounds for ``seconds`` (at least ``min_pairs``), then on
-    until the median's interval is within PRECISION_US or ``max_seconds`` have passed. The
-    per-call noise of the large draws (memory traffic on a shared VM, tens of us) is independent
-    from call to call, so the interval narrows as 1/sqrt(rounds)."""
+    until the median's interval is within PRECISION_US or ``max_seconds`` have passed.
+
+    Each round starts from a new process state: a kept allocation of random size (0-4 MiB) and a
+    random call depth (0-15 frames). Without this, a large draw's cost depends on where the
+    allocator puts its temporaries (whether glibc returns them to the OS, which the kernel then
+    faults and zeroes again) and how the call's frames fall on CPython's frame stack, both fixed
+    for a whole row: two empty Python frames before an SDXL multinomial measured -7.6 to +6.2 us
+    over the direct draw, with tight intervals, at call depths 0-7 of one process, and the patched
+    row from -1.6 to +7.0 us in two rows of another (benchmarks/NOTES.md). Drawn afresh each
+    round, that bias becomes round-to-round noise that both sides share, so the rounds are
+    independent and the interval, which narrows as 1/sqrt(rounds), covers it."""
     inner = inner_count(direct, 5e-4)
     runs: dict[str, list[float]] = {"patched": [], "direct": [], "torch": [], "overhead": []}
+    states = random.Random(0)
     start = time.perf_counter()
     repeat = 0
     while True:
@@ -179,9 +195,11 @@ def paired(patched: Callable[[], Any], direct: Callable[[], Any], own: Callable[
         if repeat >= min_pairs and elapsed >= seconds and (
                 elapsed >= max_seconds or (repeat % 64 == 0 and precise_enough(runs["overhead"]))):
             break
+        padding = torch.empty(states.randrange(4 << 20), dtype=torch.uint8)  # noqa: F841 (kept for the round)
+        depth = states.randrange(16)
         # Alternate the order so that drift and cache effects fall on both sides alike.
         order = (patched, direct) if repeat % 2 == 0 else (direct, patched)
-        first, second = batch(order[0], inner), batch(order[1], inner)
+        first, second = at_depth(depth, order[0], inner), at_depth(depth, order[1], inner)
         p, d = (first, second) if repeat % 2 == 0 else (second, first)
         runs["patched"].append(p)
         runs["direct"].append(d)
