@@ -1,6 +1,6 @@
 """What detnoise's torch-level patch costs, side by side with torch and with detnoise called directly.
 
-Three tables, all measured in this process and printed with medians and spreads:
+Three tables, all measured in one run and printed with medians and spreads:
 
 1. ``functions``: every covered function (``*_like`` forms and ``Tensor.*_`` methods included) at
    sizes from 1 element to an SDXL latent (1, 4, 128, 128): the patched call, the same detnoise
@@ -10,7 +10,8 @@ Three tables, all measured in this process and printed with medians and spreads:
    function. Patched and direct calls alternate in batches of about 0.5 ms, each round from a new
    process state (a kept allocation of random size, a random call depth: see ``paired``), for
    ``--seconds`` per row and longer (up to ``--max-seconds``) until the median's 95% confidence
-   interval is at most 1 us wide on either side; the overhead column is the median of the per-batch differences
+   interval is at most 1 us wide on either side, in ``--processes`` fresh processes (default 3)
+   whose samples are pooled per row; the overhead column is the median of the per-batch differences
    (patched - direct), with their interquartile range and that interval. Budget (issue 17): at
    most 5 us. A control row times the same direct draw on both sides (true overhead 0).
 2. ``generators``: ``detnoise.randn(4)`` with a plain ``torch.Generator`` against a
@@ -21,7 +22,7 @@ Three tables, all measured in this process and printed with medians and spreads:
 The old mechanism comparison (rebinding vs a TorchFunctionMode, on non-draw ops and a tiny
 StableDiffusionPipeline call) runs with ``--mechanism``.
 
-    python benchmarks/patch_overhead.py [--seconds 2] [--max-seconds 20] [--repeats 41] [--quick]
+    python benchmarks/patch_overhead.py [--seconds 2] [--max-seconds 20] [--repeats 41] [--processes 3] [--quick]
         [--only randint,normal] [--sizes "1,SDXL latent"] [--mechanism] [--threads 1 --clock thread]
 
 Writes benchmarks/results/patch_overhead_cpu.json.
@@ -37,6 +38,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -209,8 +211,9 @@ def paired(patched: Callable[[], Any], direct: Callable[[], Any], own: Callable[
     return runs, inner
 
 
-def measure_functions(seconds: float, max_seconds: float, min_pairs: int,
+def collect_functions(seconds: float, max_seconds: float, min_pairs: int,
                       sizes: dict[str, tuple[int, ...]], only: list[str]) -> list[dict]:
+    """Every selected row's per-round samples (seconds), measured in this process."""
     rows = []
     for size_label, shape in sizes.items():
         cases = function_cases(shape)
@@ -219,21 +222,61 @@ def measure_functions(seconds: float, max_seconds: float, min_pairs: int,
                 continue
             with detnoise.patch_torch():
                 runs, inner = paired(patched, direct, own, seconds, max_seconds, min_pairs)
-            row = {"function": name, "size": size_label, "numel": numel(shape), "inner": inner,
-                   "rounds": len(runs["overhead"])}
-            for key, samples in runs.items():
-                low, median, high = quartiles(samples)
-                row[key] = {"median_us": median * 1e6, "q1_us": low * 1e6, "q3_us": high * 1e6}
-            ci_low, ci_high = median_interval(runs["overhead"])
-            row["overhead"]["ci95_us"] = [ci_low * 1e6, ci_high * 1e6]
-            row["within_budget"] = row["overhead"]["median_us"] <= BUDGET_US
-            rows.append(row)
-            o = row["overhead"]
-            print(f"  {name:30s} {size_label:12s} patched {row['patched']['median_us']:9.2f}  direct "
-                  f"{row['direct']['median_us']:9.2f}  overhead {o['median_us']:7.2f} "
-                  f"[IQR {o['q1_us']:.2f}, {o['q3_us']:.2f}; 95% CI {ci_low * 1e6:.2f}, {ci_high * 1e6:.2f}] "
-                  f"n {row['rounds']:5d}  torch {row['torch']['median_us']:9.2f}"
-                  f"{'' if row['within_budget'] else '  OVER BUDGET'}", flush=True)
+            rows.append({"function": name, "size": size_label, "numel": numel(shape), "inner": inner, "runs": runs})
+    return rows
+
+
+def collect_in_processes(processes: int, args: argparse.Namespace) -> list[dict]:
+    """collect_functions in ``processes`` fresh processes one after another, each given 1/processes
+    of the row times; each row's samples pooled. A process's own state (where its buffers and the
+    interpreter's objects lie) shifts a large draw's rows by a few us that no in-process
+    randomisation undoes (two 20-s runs of the SDXL multinomial row: 4.6 [1.7, 7.0] and 7.0 [4.0,
+    9.5] us; 150 s: 2.9 [1.6, 4.2]), so the pooled median spans several."""
+    pooled: dict[tuple[str, str], dict] = {}
+    for index in range(processes):
+        with tempfile.TemporaryDirectory() as folder:
+            out = os.path.join(folder, "rows.json")
+            command = [sys.executable, __file__, "--worker", out, "--seconds", str(args.seconds / processes),
+                       "--max-seconds", str(args.max_seconds / processes), "--repeats", str(args.repeats),
+                       "--threads", str(args.threads), "--clock", args.clock, "--only", args.only,
+                       "--sizes", args.sizes] + (["--quick"] if args.quick else [])
+            subprocess.run(command, check=True)
+            with open(out) as file:
+                rows = json.load(file)
+        print(f"  (process {index + 1} of {processes} done)", flush=True)
+        for row in rows:
+            key = (row["function"], row["size"])
+            entry = pooled.setdefault(key, {**row, "runs": {k: [] for k in row["runs"]}, "process_medians_us": []})
+            for k, samples in row["runs"].items():
+                entry["runs"][k].extend(samples)
+            entry["process_medians_us"].append(statistics.median(row["runs"]["overhead"]) * 1e6)
+    return list(pooled.values())
+
+
+def summarise_functions(collected: list[dict]) -> list[dict]:
+    """Medians, quartiles and the overhead's 95% interval per row, printed as a table."""
+    rows = []
+    for raw in collected:
+        runs = raw["runs"]
+        row = {key: raw[key] for key in ("function", "size", "numel", "inner")}
+        row["rounds"] = len(runs["overhead"])
+        for key, samples in runs.items():
+            low, median, high = quartiles(samples)
+            row[key] = {"median_us": median * 1e6, "q1_us": low * 1e6, "q3_us": high * 1e6}
+        ci_low, ci_high = median_interval(runs["overhead"])
+        row["overhead"]["ci95_us"] = [ci_low * 1e6, ci_high * 1e6]
+        if "process_medians_us" in raw:
+            row["overhead"]["process_medians_us"] = raw["process_medians_us"]
+        row["within_budget"] = row["overhead"]["median_us"] <= BUDGET_US
+        rows.append(row)
+        o = row["overhead"]
+        per_process = ("  per process " + ", ".join(f"{m:.2f}" for m in raw["process_medians_us"])
+                       if "process_medians_us" in raw else "")
+        print(f"  {row['function']:30s} {row['size']:12s} patched {row['patched']['median_us']:9.2f}  direct "
+              f"{row['direct']['median_us']:9.2f}  overhead {o['median_us']:7.2f} "
+              f"[IQR {o['q1_us']:.2f}, {o['q3_us']:.2f}; 95% CI {ci_low * 1e6:.2f}, {ci_high * 1e6:.2f}] "
+              f"n {row['rounds']:5d}  torch {row['torch']['median_us']:9.2f}{per_process}"
+              f"{'' if row['within_budget'] else '  OVER BUDGET'}", flush=True)
     return rows
 
 
@@ -418,6 +461,10 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
                         help="thread: CPU time of the calling thread, which a loaded machine disturbs far less "
                              "than wall time (meaningful with --threads 1, where every kernel runs on that thread)")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="the functions table: fresh processes it is measured in, one after another, each "
+                             "given 1/N of the row times; samples pooled per row")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # a --processes child: rows to this file
     args = parser.parse_args()
     global CLOCK
     if args.threads:
@@ -425,21 +472,29 @@ def main() -> None:
         detnoise.set_num_threads(args.threads)
     if args.clock == "thread":
         CLOCK = time.thread_time
-    load_before = os.getloadavg()
-    print(f"device: cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), torch threads "
-          f"{torch.get_num_threads()}, detnoise threads {detnoise.get_num_threads()}, repeats {args.repeats}, seconds per row {args.seconds} to {args.max_seconds}, "
-          f"clock {args.clock}, torch {torch.__version__}, load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     sizes = {k: v for k, v in SIZES.items() if (not args.quick or k != "64x64")
              and (not args.sizes or k in args.sizes.split(","))}
+    only = [part for part in args.only.split(",") if part]
+    if args.worker:
+        with open(args.worker, "w") as file:
+            json.dump(collect_functions(args.seconds, args.max_seconds, args.repeats, sizes, only), file)
+        return
+    load_before = os.getloadavg()
+    print(f"device: cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), torch threads "
+          f"{torch.get_num_threads()}, detnoise threads {detnoise.get_num_threads()}, repeats {args.repeats}, seconds per row {args.seconds} to {args.max_seconds} over {args.processes} processes, "
+          f"clock {args.clock}, torch {torch.__version__}, load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     results: dict[str, Any] = {
         "device": "cpu", "processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "detnoise_threads": detnoise.get_num_threads(),
-        "repeats": args.repeats, "seconds_per_row": [args.seconds, args.max_seconds], "clock": args.clock, "torch": torch.__version__, "load_average_before": load_before,
+        "repeats": args.repeats, "seconds_per_row": [args.seconds, args.max_seconds], "processes": args.processes, "clock": args.clock, "torch": torch.__version__, "load_average_before": load_before,
     }
     print("\nper call, us: patched | detnoise direct | overhead = median of per-batch (patched - direct) "
           "[IQR; 95% CI of the median] | rounds | torch")
-    results["functions"] = measure_functions(args.seconds, args.max_seconds, args.repeats, sizes,
-                                             [part for part in args.only.split(",") if part])
+    if args.processes > 1:
+        collected = collect_in_processes(args.processes, args)
+    else:
+        collected = collect_functions(args.seconds, args.max_seconds, args.repeats, sizes, only)
+    results["functions"] = summarise_functions(collected)
     over = [f"{row['function']} at {row['size']}" for row in results["functions"] if not row["within_budget"]]
     print(f"\nbudget: overhead median at most {BUDGET_US} us: "
           + ("held in every row" if not over else f"exceeded in {len(over)} rows: {', '.join(over)}"))
