@@ -327,7 +327,7 @@ def permutation_values(n: int, dtype: torch.dtype, device: Optional[torch.device
                        *, default: Any = torch.default_generator) -> torch.Tensor:
     """SPEC §10.7: indices of the 64-bit keys in ascending unsigned order, ties by index."""
     keys = _joined_words((n,), device, generator, function, default)
-    if keys.is_cpu:  # a bucket sort of the words in C++: no sort temporaries, 5-10x faster
+    if keys.is_cpu:  # a bucket sort of the words in C++ (detnoise/orders.h): 875 against 1965 us at 2^16 keys
         order = torch.empty_like(keys)
         _native.order_keys(keys, order)
         return order.to(dtype)

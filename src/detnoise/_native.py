@@ -224,6 +224,9 @@ def race_winners(pairs: torch.Tensor, weights: torch.Tensor, out: torch.Tensor) 
     """SPEC §10.8's races on the CPU (``detnoise/orders.h``): ``pairs`` (rows, rounds, categories, 2)
     contiguous float64 normals, ``weights`` (rows, categories) contiguous float32 or float64, ``out``
     (rows * rounds, contiguous int64) = each race's first index of the least ``X / p``."""
+    if weights.dtype not in (torch.float32, torch.float64) or pairs.dtype != torch.float64:
+        raise TypeError(f"race_winners reads float64 pairs and float32/float64 weights, "
+                        f"got {pairs.dtype}, {weights.dtype}")
     rows, rounds, categories = pairs.shape[:3]
     threads = _num_threads if _num_threads is not None else torch.get_num_threads()
     bits = 32 if weights.dtype == torch.float32 else 64
