@@ -335,9 +335,6 @@ def permutation_values(n: int, dtype: torch.dtype, device: Optional[torch.device
     return torch.sort(keys, stable=True).indices.to(dtype)
 
 
-_RACE_WEIGHT_DTYPES = (torch.float32, torch.float64)  # what the C++ races read; others are widened first
-
-
 def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, generator: Any, function: str,
                        *, default: Any = torch.default_generator) -> torch.Tensor:
     """SPEC §10.8: exponential races. Each category i of a row gets ``E_i / p_i`` (binary64, E from
@@ -350,7 +347,7 @@ def multinomial_values(probs: torch.Tensor, samples: int, replacement: bool, gen
     pairs = _native_draw(KIND_NORMAL, (count, rounds, categories, 2), torch.float64, probs.device, generator,
                          function, default)
     if pairs.is_cpu and categories and (replacement or samples == 1):  # the races in C++, no temporaries
-        weights = rows if rows.dtype in _RACE_WEIGHT_DTYPES else rows.double()  # exact either way
+        weights = rows if rows.dtype in _native.RACE_WEIGHT_DTYPES else rows.double()  # 16-bit: widened, exactly
         result = pairs.new_empty((count, rounds), dtype=torch.int64)
         _native.race_winners(pairs, weights.contiguous(), result)
         return result.reshape(*probs.shape[:-1], samples)

@@ -209,8 +209,7 @@ def launch(kind: int, out: torch.Tensor, seed: int, stream: int, offset: int, fi
 def scale_words(words: torch.Tensor, span: int, low: int) -> None:
     """SPEC §10.6 in place on a contiguous CPU int64 tensor of drawn 64-bit words: each becomes
     ``low + floor(W * span / 2^64)`` (``detnoise/integers.h``)."""
-    threads = _num_threads if _num_threads is not None else torch.get_num_threads()
-    _core.scale_words_cpu(words.data_ptr(), words.numel(), span, low, threads)
+    _core.scale_words_cpu(words.data_ptr(), words.numel(), span, low, get_num_threads())
 
 
 def order_keys(keys: torch.Tensor, out: torch.Tensor) -> None:
@@ -220,18 +219,20 @@ def order_keys(keys: torch.Tensor, out: torch.Tensor) -> None:
     _core.order_keys_cpu(keys.data_ptr(), keys.numel(), out.data_ptr())
 
 
+RACE_WEIGHT_DTYPES = (torch.float32, torch.float64)  # the weights race_winners reads
+
+
 def race_winners(pairs: torch.Tensor, weights: torch.Tensor, out: torch.Tensor) -> None:
     """SPEC §10.8's races on the CPU (``detnoise/orders.h``): ``pairs`` (rows, rounds, categories, 2)
     contiguous float64 normals, ``weights`` (rows, categories) contiguous float32 or float64, ``out``
     (rows * rounds, contiguous int64) = each race's first index of the least ``X / p``."""
-    if weights.dtype not in (torch.float32, torch.float64) or pairs.dtype != torch.float64:
+    if weights.dtype not in RACE_WEIGHT_DTYPES or pairs.dtype != torch.float64:
         raise TypeError(f"race_winners reads float64 pairs and float32/float64 weights, "
                         f"got {pairs.dtype}, {weights.dtype}")
     rows, rounds, categories = pairs.shape[:3]
-    threads = _num_threads if _num_threads is not None else torch.get_num_threads()
     bits = 32 if weights.dtype == torch.float32 else 64
     _core.race_winners_cpu(pairs.data_ptr(), weights.data_ptr(), bits, rows, rounds, categories, out.data_ptr(),
-                           threads)
+                           get_num_threads())
 
 
 def launch_rows(kind: int, out: torch.Tensor, draws: list[tuple[int, int, int]]) -> None:
