@@ -67,6 +67,13 @@ void fill_cpu(int kind, int dtype, uintptr_t out, uint64_t count, uint64_t first
   if (!supported) throw std::invalid_argument("unsupported (kind, dtype) pair");
 }
 
+// How many parts a CPU job of `elements` splits into: up to `num_threads`, at most `units` (the
+// pieces that cannot be split), and at least 2^16 elements each.
+uint64_t cpu_parts(int num_threads, uint64_t units, uint64_t elements) {
+  const uint64_t threads = static_cast<uint64_t>(num_threads > 0 ? num_threads : 1);
+  return std::max<uint64_t>(1, std::min<uint64_t>({threads, units, elements >> 16}));
+}
+
 // SPEC §10.6 on the CPU: `count` drawn 64-bit words at `buffer` become int64 low + floor(W*span/2^64)
 // in place, on up to `num_threads` threads (one per 2^16 elements at most).
 void scale_words_cpu(uintptr_t buffer, uint64_t count, uint64_t span, int64_t low, int num_threads) {
@@ -75,7 +82,7 @@ void scale_words_cpu(uintptr_t buffer, uint64_t count, uint64_t span, int64_t lo
     throw std::overflow_error("low + span passes 2^63");
   if (count == 0) return;
   unsigned char* bytes = reinterpret_cast<unsigned char*>(buffer);
-  const uint64_t parts = std::max<uint64_t>(1, std::min<uint64_t>(num_threads > 0 ? num_threads : 1, count >> 16));
+  const uint64_t parts = cpu_parts(num_threads, count, count);
   py::gil_scoped_release release;
   detnoise::parallel_for(parts, [&](uint64_t part) {
     const uint64_t begin = count * part / parts, end = count * (part + 1) / parts;
@@ -106,8 +113,7 @@ void race_winners_cpu(uintptr_t pairs, uintptr_t weights, int weight_bits, uint6
   if (pairs == 0 || weights == 0 || out == 0) throw std::invalid_argument("buffer address is null");
   const double* z = reinterpret_cast<const double*>(pairs);
   int64_t* winners = reinterpret_cast<int64_t*>(out);
-  const uint64_t parts = std::max<uint64_t>(
-      1, std::min<uint64_t>({static_cast<uint64_t>(num_threads > 0 ? num_threads : 1), races, races * categories >> 16}));
+  const uint64_t parts = cpu_parts(num_threads, races, races * categories);
   py::gil_scoped_release release;
   detnoise::parallel_for(parts, [&](uint64_t part) {
     const uint64_t first = races * part / parts, last = races * (part + 1) / parts;

@@ -8,19 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
 
-namespace detnoise {
+#include "detnoise/integers.h"  // drawn_word
 
-// Word k of a draw: w[2k] | w[2k+1] << 32 (SPEC §2's float64 layout, little-endian).
-inline uint64_t drawn_word(const unsigned char* bytes, uint64_t k) {
-  uint64_t word;
-  std::memcpy(&word, bytes + 8 * k, 8);
-  return word;
-}
+namespace detnoise {
 
 // Stable sort of one bucket of (key, index) pairs, held in two arrays: on entry in ascending index
 // order, on exit in ascending (key, index) order. Buckets of uniform keys hold a few pairs
